@@ -1,0 +1,11 @@
+"""Errors a user can cause and fix, kept apart from bugs so the CLI can report them in one line."""
+
+from __future__ import annotations
+
+
+class UserError(ValueError):
+    """Bad input or arguments: the message is shown to the user as is, without a traceback."""
+
+
+class ArtifactError(UserError):
+    """A model directory is missing, truncated, tampered with or of an unknown version."""

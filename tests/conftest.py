@@ -1,0 +1,26 @@
+"""Shared fixtures: the real-data directory (skipped when absent) and deterministic seeding."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared datasets (`AE_DATA_DIR`); tests that need one skip when it is not there."""
+    root = os.environ.get("AE_DATA_DIR")
+    if not root or not Path(root).is_dir():
+        pytest.skip("AE_DATA_DIR is not set to a directory holding the datasets")
+    return Path(root)
