@@ -1,0 +1,93 @@
+"""What every `ae` command shares: logging set-up, one-line errors, exit codes, shared options.
+
+Exit codes: 0 success, 1 failure, 2 bad usage or bad input, 3 a batch job finished but rejected some
+inputs (see the batch commands). Libraries raise UserError; only here is it turned into a message.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from core.errors import UserError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="Where the model runs: auto (CUDA, then MPS, then CPU), "
+                                        "cpu, cuda or mps.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result on CPU.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or info logs.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr.")]
+
+
+def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_ae_handler", False):
+            root.removeHandler(h)
+    handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
+    handler._ae_handler = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("matplotlib", "PIL", "fontTools"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def cli_errors(fn: F) -> F:
+    """Run a command body, turning known errors into one line on stderr and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except UserError as exc:
+            raise fail(str(exc), EXIT_USAGE) from None
+        except FileNotFoundError as exc:
+            raise fail(f"file not found: {exc.filename or exc}", EXIT_USAGE) from None
+        except PermissionError as exc:
+            raise fail(f"permission denied: {exc.filename or exc}", EXIT_USAGE) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 1
+            logging.getLogger("ae").debug("unhandled error", exc_info=True)
+            raise fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def echo_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Print a result table to stdout as markdown-ish text that pastes into a README."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, box=box.MARKDOWN)
+    for c in columns:
+        table.add_column(c, justify="left" if c == columns[0] else "right")
+    for r in rows:
+        table.add_row(*[_fmt(v) for v in r])
+    Console(file=sys.stdout, width=200).print(table)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1000 else f"{v:.0f}"
+    return "" if v is None else str(v)

@@ -1,0 +1,30 @@
+"""Small shared building blocks: activation lookup by name."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from core.errors import UserError
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "selu": nn.SELU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+    "identity": nn.Identity,
+}
+
+ACTIVATION_NAMES = tuple(_ACTIVATIONS)
+
+
+def activation(name: str | None) -> nn.Module:
+    """An activation module from its name; `None` or 'identity' means no activation."""
+    if name is None:
+        return nn.Identity()
+    try:
+        return _ACTIVATIONS[name.lower()]()
+    except KeyError:
+        raise UserError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATION_NAMES)}") from None

@@ -1,0 +1,85 @@
+"""PNG plots built on matplotlib Figures directly (Agg, no pyplot state), saved atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.atomic import atomic_path
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def plot_loss_curves(histories: dict[str, Any], path: str | Path, title: str = "loss") -> Path:
+    """One line per run for training loss, dashed for validation; accepts History objects or dicts."""
+    fig = _figure(7, 4)
+    ax = fig.add_subplot()
+    for name, h in histories.items():
+        d = h if isinstance(h, dict) else h.to_dict()
+        (line,) = ax.plot(np.arange(1, len(d["train_loss"]) + 1), d["train_loss"], label=f"{name} train")
+        if d.get("val_loss"):
+            ax.plot(np.arange(1, len(d["val_loss"]) + 1), d["val_loss"], "--", color=line.get_color(),
+                    label=f"{name} val")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    return save_figure(fig, path)
+
+
+def plot_reconstructions(rows: dict[str, np.ndarray], path: str | Path, image_shape: Sequence[int] | None = None,
+                         n: int = 8, title: str = "inputs and reconstructions") -> Path:
+    """A grid: one row per named array (input first, then each model's reconstruction), n samples.
+
+    With `image_shape` samples are drawn as images, otherwise as line plots (time-series windows).
+    """
+    names = list(rows)
+    n = min(n, min(len(a) for a in rows.values()))
+    fig = _figure(1.3 * n, 1.3 * len(names) + 0.4)
+    axes = fig.subplots(len(names), n, squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(n):
+            ax = axes[r][c]
+            sample = np.asarray(rows[name][c])
+            if image_shape is not None:
+                ax.imshow(sample.reshape(image_shape), cmap="gray_r", vmin=0, vmax=1)
+            else:
+                ax.plot(sample.reshape(-1 if sample.ndim == 1 else sample.shape[0], -1).T, lw=0.8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_latent(codes: np.ndarray, path: str | Path, labels: np.ndarray | None = None,
+                title: str = "latent space") -> Path:
+    """2-D scatter of codes (the first two dimensions, or a PCA projection when wider)."""
+    codes = np.asarray(codes, dtype=float)
+    if codes.shape[1] > 2:
+        centred = codes - codes.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        codes = centred @ vt[:2].T
+    fig = _figure(5, 5)
+    ax = fig.add_subplot()
+    sc = ax.scatter(codes[:, 0], codes[:, 1], c=labels, s=6, cmap="tab10" if labels is not None else None)
+    if labels is not None:
+        fig.colorbar(sc, ax=ax)
+    ax.set_title(title)
+    return save_figure(fig, path)

@@ -1,0 +1,265 @@
+"""Trainer: one plain fit loop for every autoencoder and app.
+
+Mini-batches, optimiser choice, weight decay, a validation split, early stopping that restores the
+best weights, loss history, gradient clipping, mixed precision on CUDA and a rich progress bar on
+stderr. Seeded, so CPU runs repeat exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.device import resolve_device, seed_everything
+from core.errors import UserError
+from core.objective import ReconstructionObjective
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+
+Objective = Callable[[nn.Module, Any, float, bool], "tuple[torch.Tensor, dict]"]
+
+
+class BatchSource(Protocol):
+    """Anything that yields mini-batches (tensors or tuples of tensors) for one epoch, e.g. rows of a
+    sparse matrix densified on the fly."""
+
+    def batches(self, batch_size: int, shuffle: bool, generator: torch.Generator) -> Iterator[Any]: ...
+
+    def n_batches(self, batch_size: int) -> int: ...
+
+
+class TensorSource:
+    """Mini-batches of rows of one or more aligned tensors (a batch is x, or a tuple)."""
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
+            raise UserError("training tensors must be non-empty and of equal length")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def n_batches(self, batch_size: int) -> int:
+        return math.ceil(len(self) / batch_size)
+
+    def batches(self, batch_size: int, shuffle: bool, generator: torch.Generator) -> Iterator[Any]:
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            parts = tuple(t[idx] for t in self.tensors)
+            yield parts[0] if len(parts) == 1 else parts
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    val_fraction: float = 0.0
+    patience: int | None = None
+    min_delta: float = 0.0
+    clip_grad_norm: float | None = None
+    amp: bool = False
+    seed: int = 0
+    device: str = "auto"
+    shuffle: bool = True
+    progress: bool = False
+    description: str = "training"
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise UserError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise UserError(f"learning rate must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise UserError("weight decay must be non-negative")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise UserError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.patience is not None and self.patience < 1:
+            raise UserError("patience must be at least 1")
+
+
+@dataclass
+class History:
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    parts: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(**d)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def as_source(data: Any) -> Any:
+    if data is None:
+        return None
+    if isinstance(data, np.ndarray):
+        return TensorSource(torch.as_tensor(data, dtype=torch.float32))
+    if isinstance(data, torch.Tensor):
+        return TensorSource(data)
+    if isinstance(data, tuple):
+        return TensorSource(*(torch.as_tensor(d, dtype=torch.float32) for d in data))
+    if hasattr(data, "batches") and hasattr(data, "n_batches"):
+        return data
+    raise UserError(f"cannot train on data of type {type(data).__name__}")
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+
+
+def _progress(enabled: bool, description: str, total: int):
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=False)
+    return prog
+
+
+class Trainer:
+    """`Trainer(config, objective).fit(model, train, val)` → History; the model keeps its best weights."""
+
+    def __init__(self, config: TrainConfig | None = None, objective: Objective | None = None) -> None:
+        self.config = config or TrainConfig()
+        self.objective = objective or ReconstructionObjective()
+
+    def fit(self, model: nn.Module, train: Any, val: Any = None) -> History:
+        cfg = self.config
+        cfg.validate()
+        device = resolve_device(cfg.device)
+        generator = seed_everything(cfg.seed)
+        train_src, val_src = as_source(train), as_source(val)
+        if val_src is None and cfg.val_fraction > 0 and isinstance(train_src, TensorSource):
+            train_src, val_src = _split(train_src, cfg.val_fraction, generator)
+        model.to(device)
+        optimizer = make_optimizer(model, cfg)
+        use_amp = cfg.amp and device.type == "cuda"
+        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+        history = History()
+        best_loss, best_state, waited = math.inf, None, 0
+        n_batches = max(1, train_src.n_batches(cfg.batch_size))
+        start = time.perf_counter()
+        with _progress(cfg.progress, cfg.description, cfg.epochs) as prog:
+            task = prog.add_task(cfg.description, total=cfg.epochs, status="") if prog else None
+            for epoch in range(cfg.epochs):
+                model.train()
+                total, count, parts_sum = 0.0, 0, {}
+                for i, batch in enumerate(train_src.batches(cfg.batch_size, cfg.shuffle, generator)):
+                    batch = to_device(batch, device)
+                    with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                        loss, parts = self.objective(model, batch, epoch + i / n_batches, True)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}; "
+                                                 "try a lower learning rate or gradient clipping")
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if cfg.clip_grad_norm:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    total += float(loss.detach())
+                    count += 1
+                    for k, v in parts.items():
+                        parts_sum[k] = parts_sum.get(k, 0.0) + v
+                train_loss = total / max(count, 1)
+                history.train_loss.append(train_loss)
+                history.parts.append({k: v / max(count, 1) for k, v in parts_sum.items()})
+                monitored = train_loss
+                if val_src is not None:
+                    val_loss = self.evaluate(model, val_src, epoch + 1.0, device)
+                    history.val_loss.append(val_loss)
+                    monitored = val_loss
+                if monitored < best_loss - cfg.min_delta:
+                    best_loss, waited, history.best_epoch = monitored, 0, epoch
+                    if cfg.patience is not None:
+                        best_state = copy.deepcopy(model.state_dict())
+                else:
+                    waited += 1
+                status = f"loss {train_loss:.4f}" + (f" val {history.val_loss[-1]:.4f}" if history.val_loss else "")
+                log.debug("epoch %d: %s", epoch + 1, status)
+                if prog:
+                    prog.update(task, advance=1, status=status)
+                if cfg.patience is not None and waited >= cfg.patience:
+                    history.stopped_early = True
+                    log.info("early stop after epoch %d; best epoch %d", epoch + 1, history.best_epoch + 1)
+                    break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model.eval()
+        history.seconds = time.perf_counter() - start
+        return history
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data: Any, epoch: float = 0.0, device: torch.device | None = None) -> float:
+        """Mean objective over `data` with the model in eval mode (no dropout, no corruption)."""
+        src = as_source(data)
+        device = device or next(model.parameters()).device
+        model.eval()
+        gen = torch.Generator().manual_seed(0)
+        total, count = 0.0, 0
+        for batch in src.batches(self.config.batch_size, False, gen):
+            loss, _ = self.objective(model, to_device(batch, device), epoch, False)
+            total += float(loss)
+            count += 1
+        return total / max(count, 1)
+
+
+def _split(src: TensorSource, fraction: float, generator: torch.Generator) -> tuple[TensorSource, TensorSource]:
+    n = len(src)
+    n_val = max(1, int(round(n * fraction)))
+    if n - n_val < 1:
+        raise UserError(f"validation split of {fraction} leaves no training rows out of {n}")
+    order = torch.randperm(n, generator=generator)
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    return (TensorSource(*(t[train_idx] for t in src.tensors)),
+            TensorSource(*(t[val_idx] for t in src.tensors)))
