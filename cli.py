@@ -12,6 +12,8 @@ from core.cli_support import DeviceOpt, QuietOpt, SeedOpt, VerboseOpt, cli_error
 from recae.cli import app as recae_app
 from tsad.cli import app as tsad_app
 
+ALL_KINDS = "vanilla,deep,conv,denoising,sparse,vae"
+
 app = typer.Typer(
     help="Autoencoders for recommendations and anomaly detection. "
          "Exit codes: 0 ok, 1 failure, 2 bad usage or input, 3 batch finished with rejected inputs.",
@@ -100,8 +102,7 @@ def zoo(
     out: Annotated[Path, typer.Option("--out", help="Directory for metrics.json and the PNG plots.")] = Path("zoo_out"),
     code_size: Annotated[int, typer.Option("--code-size", help="Code (bottleneck) size of every model and PCA.")] = 8,
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per model.")] = 150,
-    kinds: Annotated[str, typer.Option("--kinds", help="Comma-separated subset of "
-                                       "vanilla,deep,conv,denoising,sparse,vae.")] = "vanilla,deep,conv,denoising,sparse,vae",
+    kinds: Annotated[str, typer.Option("--kinds", help="Comma-separated subset of the kinds to train.")] = ALL_KINDS,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -125,7 +126,8 @@ def zoo(
     models = summary["models"]
     if "deep" in models:
         verdict = "beats" if models["deep"]["test_mse"] < models["pca"]["test_mse"] else "does NOT beat"
-        typer.echo(f"deep autoencoder {verdict} PCA: {models['deep']['test_mse']:.5f} vs {models['pca']['test_mse']:.5f}")
+        deep, pca = models["deep"]["test_mse"], models["pca"]["test_mse"]
+        typer.echo(f"deep autoencoder {verdict} PCA: {deep:.5f} vs {pca:.5f}")
     typer.echo(f"wrote {out / 'metrics.json'} and plots in {out}")
 
 
