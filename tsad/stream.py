@@ -1,0 +1,305 @@
+"""Live monitoring plumbing: follow a growing file, parse records defensively, debounce alerts, and
+persist state so a restarted monitor resumes exactly where it stopped.
+
+Exactly-once output: the state file records, atomically and together, the input position (byte
+offset and inode), the ring buffer, the open alert and the byte size of the alerts file. On resume
+the alerts file is cut back to that size, so lines written after the last checkpoint (and before a
+kill) are written again exactly once rather than duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from core.atomic import atomic_write_text
+from core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+
+# ----------------------------------------------------------------------------------------- input
+def follow_lines(path: str | os.PathLike[str], offset: int = 0, inode: int | None = None, follow: bool = False,
+                 poll_seconds: float = 0.2, idle_timeout: float | None = None,
+                 stop: Any = None) -> Iterator[tuple[str, int, int]]:
+    """Yield (line, offset after the line, inode) from a file, like `tail -F` when `follow`.
+
+    Survives rotation (the path now names a new file: start it from 0) and truncation (the file got
+    shorter than our offset: start again from 0). A partial last line is held back until its newline
+    arrives. `stop()` returning True ends following; `idle_timeout` ends it after that many seconds
+    without new data.
+    """
+    path = Path(path)
+    fh: IO[bytes] | None = None
+    idle_since = time.monotonic()
+    pending = b""
+    try:
+        while True:
+            if fh is None:
+                try:
+                    fh = open(path, "rb")
+                except FileNotFoundError:
+                    if not follow:
+                        raise UserError(f"input {path} does not exist") from None
+                    time.sleep(poll_seconds)
+                    continue
+                st = os.fstat(fh.fileno())
+                if inode is not None and st.st_ino != inode:
+                    offset = 0  # a different file than the state remembers: rotated
+                if offset > st.st_size:
+                    offset = 0  # truncated while we were away
+                inode = st.st_ino
+                fh.seek(offset)
+                pending = b""
+            chunk = fh.readline()
+            if chunk:
+                if not chunk.endswith(b"\n"):
+                    if not follow:  # a final line without newline still counts at end of input
+                        offset += len(chunk)
+                        yield chunk.decode("utf-8", errors="replace"), offset, inode
+                        continue
+                    pending += chunk
+                    continue
+                idle_since = time.monotonic()
+                line = pending + chunk
+                pending = b""
+                offset += len(chunk)
+                yield line.decode("utf-8", errors="replace").rstrip("\r\n"), offset, inode
+                continue
+            if not follow:
+                return
+            if stop is not None and stop():
+                return
+            if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+                return
+            if pending:  # keep the partial line in the file for the next read
+                fh.seek(offset)
+                pending = b""
+            try:
+                st = os.stat(path)
+                if st.st_ino != inode or st.st_size < offset:
+                    fh.close()
+                    fh = None
+                    offset = 0
+                    log.info("input %s was rotated or truncated; reading it from the start", path)
+                    continue
+            except FileNotFoundError:
+                pass  # rotated away and not yet recreated: keep reading the old handle
+            time.sleep(poll_seconds)
+    finally:
+        if fh is not None:
+            fh.close()
+
+
+@dataclass
+class Record:
+    line_no: int
+    timestamp: pd.Timestamp | None
+    values: np.ndarray
+
+
+@dataclass
+class Rejected:
+    line_no: int
+    reason: str
+
+
+class RecordParser:
+    """Turns text lines into records of the model's channels; a bad line becomes a `Rejected`.
+
+    CSV input needs a header line naming the time column (optional) and every channel; JSON-lines
+    input needs the same keys in each object. Out-of-order and duplicate timestamps are rejected.
+    """
+
+    def __init__(self, channels: list[str], time_col: str | None, fmt: str = "csv") -> None:
+        if fmt not in ("csv", "jsonl"):
+            raise UserError(f"unknown input format {fmt!r}; choose csv or jsonl")
+        self.channels = channels
+        self.time_col = time_col
+        self.fmt = fmt
+        self.header: list[str] | None = None
+        self.sep = ","
+        self.last_time: pd.Timestamp | None = None
+
+    def state(self) -> dict[str, Any]:
+        return {"header": self.header, "sep": self.sep,
+                "last_time": None if self.last_time is None else self.last_time.isoformat()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.header = state.get("header")
+        self.sep = state.get("sep", ",")
+        self.last_time = pd.Timestamp(state["last_time"]) if state.get("last_time") else None
+
+    def parse(self, line: str, line_no: int) -> Record | Rejected | None:
+        if not line.strip():
+            return None
+        if self.fmt == "jsonl":
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                return Rejected(line_no, "not valid JSON")
+            if not isinstance(obj, dict):
+                return Rejected(line_no, "JSON line is not an object")
+            return self._build(obj, line_no)
+        if self.header is None or self._is_header(line):
+            self.sep = max([",", ";", "\t"], key=line.count)
+            self.header = [c.strip() for c in line.split(self.sep)]
+            missing = [c for c in self.channels + ([self.time_col] if self.time_col else []) if c not in self.header]
+            if missing:
+                raise UserError(f"input header lacks column(s) {', '.join(missing)}; it has {', '.join(self.header)}")
+            return None
+        fields = [f.strip() for f in line.split(self.sep)]
+        if len(fields) != len(self.header):
+            return Rejected(line_no, f"expected {len(self.header)} fields, got {len(fields)}")
+        return self._build(dict(zip(self.header, fields)), line_no)
+
+    def _is_header(self, line: str) -> bool:
+        return self.header is not None and [c.strip() for c in line.split(self.sep)] == self.header
+
+    def _build(self, row: dict[str, Any], line_no: int) -> Record | Rejected:
+        ts = None
+        if self.time_col:
+            if self.time_col not in row:
+                return Rejected(line_no, f"missing field {self.time_col}")
+            try:
+                ts = pd.Timestamp(row[self.time_col])
+            except (ValueError, TypeError):
+                return Rejected(line_no, f"unparseable timestamp {row[self.time_col]!r}")
+            if ts is pd.NaT or pd.isna(ts):
+                return Rejected(line_no, "empty timestamp")
+            if self.last_time is not None:
+                if ts == self.last_time:
+                    return Rejected(line_no, f"duplicate timestamp {ts}")
+                if ts < self.last_time:
+                    return Rejected(line_no, f"out-of-order timestamp {ts} (last {self.last_time})")
+        values = np.empty(len(self.channels))
+        for i, c in enumerate(self.channels):
+            if c not in row:
+                return Rejected(line_no, f"missing field {c}")
+            raw = row[c]
+            if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+                values[i] = np.nan  # a missing reading: the gap policy fills it
+                continue
+            try:
+                values[i] = float(raw)
+            except (TypeError, ValueError):
+                return Rejected(line_no, f"bad number {raw!r} in {c}")
+            if math.isinf(values[i]):
+                return Rejected(line_no, f"infinite value in {c}")
+        if ts is not None:
+            self.last_time = ts
+        return Record(line_no, ts, values)
+
+
+# ---------------------------------------------------------------------------------------- alerts
+@dataclass
+class OpenAlert:
+    start: str
+    start_index: int
+    peak_score: float
+    peak_prob: float
+    peak_time: str
+    peak_index: int
+    top_channels: list[str]
+    records: int = 1
+    last_anomalous_index: int = 0
+    last_anomalous_time: str = ""
+
+
+class AlertDebouncer:
+    """One alert per anomalous stretch: it opens at the first anomalous record and closes after
+    `cooldown` consecutive normal records, carrying its start, end and peak."""
+
+    def __init__(self, cooldown: int = 10, threshold: float = math.nan) -> None:
+        if cooldown < 0:
+            raise UserError("--cooldown must be non-negative")
+        self.cooldown = cooldown
+        self.threshold = threshold
+        self.open: OpenAlert | None = None
+        self.normal_run = 0
+
+    def update(self, index: int, when: str, score: float, prob: float, anomalous: bool,
+               top_channels: list[str]) -> dict[str, Any] | None:
+        """Feed one scored record; returns a finished alert when one closes."""
+        if anomalous:
+            self.normal_run = 0
+            if self.open is None:
+                self.open = OpenAlert(start=when, start_index=index, peak_score=score, peak_prob=prob,
+                                      peak_time=when, peak_index=index, top_channels=top_channels,
+                                      last_anomalous_index=index, last_anomalous_time=when)
+            else:
+                a = self.open
+                a.records += 1
+                a.last_anomalous_index, a.last_anomalous_time = index, when
+                if score > a.peak_score:
+                    a.peak_score, a.peak_prob, a.peak_time, a.peak_index = score, prob, when, index
+                    a.top_channels = top_channels
+            return None
+        if self.open is None:
+            return None
+        self.normal_run += 1
+        if self.normal_run > self.cooldown:
+            return self.close()
+        return None
+
+    def close(self) -> dict[str, Any] | None:
+        if self.open is None:
+            return None
+        a, self.open, self.normal_run = self.open, None, 0
+        return {"event": "alert", "start": a.start, "end": a.last_anomalous_time, "peak_time": a.peak_time,
+                "timestamp": a.peak_time, "score": a.peak_score, "score_prob": a.peak_prob,
+                "threshold": self.threshold, "anomalous_records": a.records,
+                "top_channels": a.top_channels, "start_index": a.start_index,
+                "end_index": a.last_anomalous_index}
+
+    def state(self) -> dict[str, Any]:
+        return {"open": None if self.open is None else asdict(self.open), "normal_run": self.normal_run}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.open = OpenAlert(**state["open"]) if state.get("open") else None
+        self.normal_run = int(state.get("normal_run", 0))
+
+
+# ----------------------------------------------------------------------------------------- state
+@dataclass
+class MonitorState:
+    """Everything needed to resume: input position, ring buffer, parser, debouncer, outputs."""
+
+    model_hash: str
+    input_path: str | None = None
+    offset: int = 0
+    inode: int | None = None
+    line_no: int = 0
+    records: int = 0
+    rejected: int = 0
+    buffer: list[list[float]] = field(default_factory=list)
+    parser: dict[str, Any] = field(default_factory=dict)
+    debouncer: dict[str, Any] = field(default_factory=dict)
+    alerts_bytes: int | None = None
+    scores_bytes: int | None = None
+    version: int = STATE_VERSION
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        atomic_write_text(path, json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> MonitorState:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"state file {path} is corrupt: {exc}") from None
+        if raw.get("version") != STATE_VERSION:
+            raise UserError(f"state file {path} has version {raw.get('version')}, expected {STATE_VERSION}")
+        return cls(**raw)
