@@ -1,0 +1,213 @@
+"""Series loaders: NAB, SKAB, NASA MSL and any CSV/Parquet with a time column and numeric columns.
+
+Gap policy (one function, `fill_gaps`, used by batch scoring and by the stream monitor):
+- interior runs of at most `max_gap` missing values are linearly interpolated;
+- longer runs, and missing values at the start or end, are filled with the last (or, at the very
+  start, the next) valid value;
+- every fill is counted and reported with a warning: never silent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+TIME_NAMES = ("timestamp", "datetime", "time", "date")
+LABEL_NAMES = ("label", "anomaly", "is_anomaly", "changepoint")
+MAX_GAP = 5
+
+
+@dataclass
+class Series:
+    values: np.ndarray  # (n, channels) float64
+    channels: list[str]
+    timestamps: pd.DatetimeIndex | None = None
+    labels: np.ndarray | None = None
+    name: str = "series"
+    windows: list[tuple[int, int]] = field(default_factory=list)  # labelled anomaly windows, row ranges
+    gap_report: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def fill_gaps(values: np.ndarray, max_gap: int = MAX_GAP) -> tuple[np.ndarray, dict[str, int]]:
+    """Apply the module's gap policy; returns filled values and counts of what was done."""
+    frame = pd.DataFrame(values)
+    missing = frame.isna()
+    report = {"missing": int(missing.values.sum()), "interpolated": 0, "filled": 0}
+    if report["missing"] == 0:
+        return values, report
+    interp = frame.interpolate(method="linear", limit=max_gap, limit_area="inside")
+    # undo interpolation inside runs longer than max_gap (pandas fills their first max_gap values)
+    for c in frame.columns:
+        run_id = (~missing[c]).cumsum()
+        run_len = missing[c].groupby(run_id).transform("sum")
+        long_run = missing[c] & (run_len > max_gap)
+        interp.loc[long_run, c] = np.nan
+    report["interpolated"] = int((missing & interp.notna()).values.sum())
+    filled = interp.ffill().bfill()
+    report["filled"] = report["missing"] - report["interpolated"]
+    if filled.isna().values.any():
+        raise UserError("a column has no valid numeric value at all")
+    log.warning("gap policy: %d missing values, %d interpolated (runs <= %d), %d forward/back-filled",
+                report["missing"], report["interpolated"], max_gap, report["filled"])
+    return filled.to_numpy(dtype=float), report
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise UserError(f"data file {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a data file")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            from core.jobs import sniff_separator
+
+            frame = pd.read_csv(path, sep=sniff_separator(path))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise UserError(f"{path} cannot be read: {str(exc).splitlines()[0]}") from None
+    if frame.empty:
+        raise UserError(f"{path} has no data rows")
+    return frame
+
+
+def frame_to_series(frame: pd.DataFrame, name: str, time_col: str | None = None,
+                    value_cols: list[str] | None = None, label_col: str | None = None,
+                    max_gap: int = MAX_GAP, allow_repeats: bool = False) -> Series:
+    """Validate a table and turn it into a Series (shared by files, chunks and user data)."""
+    cols = list(frame.columns)
+    for c in [time_col, label_col, *(value_cols or [])]:
+        if c is not None and c not in cols:
+            raise UserError(f"{name}: no column {c!r}; columns are {', '.join(map(str, cols))}")
+    if time_col is None:
+        time_col = next((c for c in cols if str(c).strip().lower() in TIME_NAMES), None)
+    if label_col is None:
+        label_col = next((c for c in cols if str(c).strip().lower() == "label"), None)
+    timestamps = None
+    if time_col is not None:
+        try:
+            timestamps = pd.DatetimeIndex(pd.to_datetime(frame[time_col], errors="raise"))
+        except (ValueError, TypeError, pd.errors.OutOfBoundsDatetime):
+            raise UserError(f"{name}: column {time_col!r} has timestamps that cannot be parsed") from None
+        if timestamps.isna().any():
+            raise UserError(f"{name}: column {time_col!r} has empty timestamps")
+        if not timestamps.is_monotonic_increasing and not allow_repeats:
+            raise UserError(f"{name}: timestamps in {time_col!r} are not in increasing order")
+        if timestamps.has_duplicates and not allow_repeats:
+            raise UserError(f"{name}: timestamps in {time_col!r} repeat")
+    skip = {time_col, label_col, *[c for c in cols if str(c).strip().lower() in LABEL_NAMES]}
+    if value_cols is None:
+        value_cols = [c for c in cols if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
+        if not value_cols:
+            raise UserError(f"{name}: no numeric value column found (columns: {', '.join(map(str, cols))})")
+    else:
+        bad = [c for c in value_cols if not pd.api.types.is_numeric_dtype(frame[c])]
+        if bad:
+            coerced = frame[bad].apply(pd.to_numeric, errors="coerce")
+            wrong = coerced.isna() & frame[bad].notna()
+            if wrong.values.any():
+                row, col = np.argwhere(wrong.values)[0]
+                raise UserError(f"{name}: column {bad[col]!r} is not numeric (row {row + 1}: "
+                                f"{frame[bad[col]].iloc[row]!r})")
+            frame = frame.assign(**{c: coerced[c] for c in bad})
+    values, report = fill_gaps(frame[value_cols].to_numpy(dtype=float), max_gap)
+    labels = None
+    if label_col is not None:
+        labels = pd.to_numeric(frame[label_col], errors="coerce").fillna(0).to_numpy().astype(np.int8)
+    return Series(values=values, channels=[str(c) for c in value_cols], timestamps=timestamps, labels=labels,
+                  name=name, gap_report=report)
+
+
+def load_table(path: str | Path, time_col: str | None = None, value_cols: list[str] | None = None,
+               label_col: str | None = None, max_gap: int = MAX_GAP, allow_repeats: bool = False) -> Series:
+    path = Path(path)
+    return frame_to_series(_read_frame(path), path.name, time_col, value_cols, label_col, max_gap, allow_repeats)
+
+
+# ------------------------------------------------------------------------------------------ NAB
+def nab_windows(data_dir: Path) -> dict[str, list[list[str]]]:
+    path = Path(data_dir) / "nab" / "labels" / "combined_windows.json"
+    if not path.is_file():
+        raise UserError(f"NAB labels not found at {path}")
+    return json.loads(path.read_text())
+
+
+def load_nab(data_dir: str | Path, relative_name: str, windows: dict | None = None) -> Series:
+    data_dir = Path(data_dir)
+    windows = windows if windows is not None else nab_windows(data_dir)
+    series = load_table(data_dir / "nab" / "data" / relative_name, time_col="timestamp", value_cols=["value"],
+                        allow_repeats=True)  # a few NAB files repeat or reorder timestamps: keep rows as published
+    series.name = relative_name
+    ts = series.timestamps
+    labels = np.zeros(len(series), dtype=np.int8)
+    rows = []
+    for start, end in windows.get(relative_name, []):
+        lo = int(ts.searchsorted(pd.Timestamp(start), side="left"))
+        hi = int(ts.searchsorted(pd.Timestamp(end), side="right")) - 1
+        labels[lo:hi + 1] = 1
+        rows.append((lo, hi))
+    series.labels, series.windows = labels, rows
+    return series
+
+
+def iter_nab(data_dir: str | Path) -> Iterator[Series]:
+    data_dir = Path(data_dir)
+    windows = nab_windows(data_dir)
+    for key in sorted(windows):
+        yield load_nab(data_dir, key, windows)
+
+
+# ----------------------------------------------------------------------------------------- SKAB
+def iter_skab(data_dir: str | Path) -> Iterator[Series]:
+    root = Path(data_dir) / "skab" / "data"
+    if not root.is_dir():
+        raise UserError(f"SKAB not found at {root}")
+    for folder in ("valve1", "valve2", "other"):
+        for path in sorted((root / folder).glob("*.csv"), key=lambda p: (len(p.stem), p.stem)):
+            frame = pd.read_csv(path, sep=";")
+            s = frame_to_series(frame.drop(columns=["changepoint"]), f"{folder}/{path.name}", time_col="datetime",
+                                label_col="anomaly")
+            yield s
+
+
+# ------------------------------------------------------------------------------------------ MSL
+@dataclass
+class Channel:
+    name: str
+    train: Series
+    test: Series
+
+
+def iter_msl(data_dir: str | Path) -> Iterator[Channel]:
+    root = Path(data_dir) / "msl"
+    labels_path = root / "labeled_anomalies.csv"
+    if not labels_path.is_file():
+        raise UserError(f"MSL labels not found at {labels_path}")
+    table = pd.read_csv(labels_path)
+    table = table[table["spacecraft"] == "MSL"].sort_values("chan_id")
+    for _, row in table.iterrows():
+        chan = row["chan_id"]
+        train = np.load(root / "train" / f"{chan}.npy", allow_pickle=False).astype(float)
+        test = np.load(root / "test" / f"{chan}.npy", allow_pickle=False).astype(float)
+        labels = np.zeros(len(test), dtype=np.int8)
+        spans = json.loads(row["anomaly_sequences"])
+        for lo, hi in spans:
+            labels[lo:hi + 1] = 1
+        names = ["telemetry"] + [f"cmd{i}" for i in range(1, train.shape[1])]
+        yield Channel(chan, Series(train, names, name=f"{chan}/train"),
+                      Series(test, names, labels=labels, name=f"{chan}/test", windows=[tuple(s) for s in spans]))

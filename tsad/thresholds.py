@@ -1,0 +1,158 @@
+"""Thresholds on anomaly scores, and a calibration of scores to [0, 1].
+
+Each threshold is fitted on scores of normal (training) data: `fit(train_scores)` sets `threshold_`.
+- `max`: the Keras example's rule, the largest training score (times an optional margin);
+- `percentile`: the q-th percentile of training scores;
+- `contamination`: the score above which the given fraction of training points lies;
+- `pot`: Peaks-Over-Threshold (Siffer et al., KDD 2017): a generalised Pareto fitted to the excesses
+  over a high initial quantile gives the score exceeded with probability `risk`.
+`TailCalibrator` maps a score to the probability that a normal score is lower (empirical CDF in the
+body, the fitted Pareto in the tail), so one cut such as 0.999 reads the same on every series.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from core.errors import UserError
+
+
+def _clean(scores: np.ndarray) -> np.ndarray:
+    s = np.asarray(scores, dtype=float).ravel()
+    s = s[np.isfinite(s)]
+    if len(s) == 0:
+        raise UserError("cannot fit a threshold: no finite training scores")
+    return s
+
+
+def fit_gpd(excesses: np.ndarray) -> tuple[float, float]:
+    """Shape and scale of a generalised Pareto on positive excesses (location fixed at 0)."""
+    excesses = excesses[excesses > 0]
+    if len(excesses) < 10:
+        return 0.0, float(np.mean(excesses)) if len(excesses) else 1e-12
+    shape, _, scale = stats.genpareto.fit(excesses, floc=0.0)
+    return float(shape), float(max(scale, 1e-12))
+
+
+def pot_quantile(t: float, shape: float, scale: float, n: int, n_peaks: int, risk: float) -> float:
+    r = risk * n / max(n_peaks, 1)
+    if abs(shape) < 1e-6:
+        return t - scale * math.log(r)
+    return t + scale / shape * (r ** (-shape) - 1.0)
+
+
+@dataclass
+class Threshold:
+    name: str = "max"
+    q: float = 99.0
+    rate: float = 0.01
+    risk: float = 1e-3
+    init_quantile: float = 0.98
+    margin: float = 1.0
+    threshold_: float = math.nan
+
+    def fit(self, train_scores: np.ndarray) -> Threshold:
+        s = _clean(train_scores)
+        if self.name == "max":
+            self.threshold_ = float(s.max() * self.margin)
+        elif self.name == "percentile":
+            if not 0 < self.q < 100:
+                raise UserError("--percentile must be in (0, 100)")
+            self.threshold_ = float(np.percentile(s, self.q) * self.margin)
+        elif self.name == "contamination":
+            if not 0 < self.rate < 0.5:
+                raise UserError("--contamination must be in (0, 0.5)")
+            self.threshold_ = float(np.quantile(s, 1 - self.rate) * self.margin)
+        elif self.name == "pot":
+            t = float(np.quantile(s, self.init_quantile))
+            peaks = s[s > t] - t
+            shape, scale = fit_gpd(peaks)
+            self.threshold_ = float(pot_quantile(t, shape, scale, len(s), len(peaks), self.risk) * self.margin)
+        else:
+            raise UserError(f"unknown threshold {self.name!r}; choose max, percentile, contamination or pot")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Threshold:
+        return cls(**d)
+
+
+THRESHOLDS = ("max", "percentile", "contamination", "pot")
+
+
+class SPOT:
+    """Streaming POT: the threshold follows the data, refitting the tail as new peaks arrive."""
+
+    def __init__(self, risk: float = 1e-3, init_quantile: float = 0.98, refit_every: int = 20) -> None:
+        self.risk, self.init_quantile, self.refit_every = risk, init_quantile, refit_every
+
+    def fit(self, train_scores: np.ndarray) -> SPOT:
+        s = _clean(train_scores)
+        self.n_ = len(s)
+        self.t_ = float(np.quantile(s, self.init_quantile))
+        self.peaks_ = list(s[s > self.t_] - self.t_)
+        self._refit()
+        return self
+
+    def _refit(self) -> None:
+        shape, scale = fit_gpd(np.asarray(self.peaks_))
+        self.threshold_ = pot_quantile(self.t_, shape, scale, self.n_, len(self.peaks_), self.risk)
+
+    def update(self, x: float) -> bool:
+        """Feed one score: True if it is an anomaly (anomalies do not update the model)."""
+        if x > self.threshold_:
+            return True
+        self.n_ += 1
+        if x > self.t_:
+            self.peaks_.append(x - self.t_)
+            if len(self.peaks_) % self.refit_every == 0:
+                self._refit()
+        return False
+
+
+class TailCalibrator:
+    """Score → probability that a normal score is smaller: empirical CDF below the tail quantile, a
+    generalised Pareto above it. Monotone, in [0, 1], fitted on training scores only."""
+
+    def __init__(self, tail_quantile: float = 0.95, n_knots: int = 512) -> None:
+        self.tail_quantile, self.n_knots = tail_quantile, n_knots
+
+    def fit(self, train_scores: np.ndarray) -> TailCalibrator:
+        s = np.sort(_clean(train_scores))
+        probs = np.linspace(0, self.tail_quantile, self.n_knots)
+        self.knots_ = np.quantile(s, probs)
+        self.probs_ = probs
+        self.t_ = float(self.knots_[-1])
+        shape, scale = fit_gpd(s[s > self.t_] - self.t_)
+        self.shape_, self.scale_ = shape, scale
+        return self
+
+    def transform(self, scores: np.ndarray) -> np.ndarray:
+        x = np.asarray(scores, dtype=float)
+        out = np.interp(x, self.knots_, self.probs_, left=0.0)
+        tail = x > self.t_
+        if tail.any():
+            excess = x[tail] - self.t_
+            sf = stats.genpareto.sf(excess, self.shape_, loc=0.0, scale=self.scale_)
+            out[tail] = 1.0 - (1.0 - self.tail_quantile) * sf
+        out[~np.isfinite(x)] = np.nan
+        return np.clip(out, 0.0, 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tail_quantile": self.tail_quantile, "n_knots": self.n_knots, "knots": self.knots_.tolist(),
+                "probs": self.probs_.tolist(), "t": self.t_, "shape": self.shape_, "scale": self.scale_}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TailCalibrator:
+        c = cls(d["tail_quantile"], d["n_knots"])
+        c.knots_, c.probs_ = np.asarray(d["knots"]), np.asarray(d["probs"])
+        c.t_, c.shape_, c.scale_ = d["t"], d["shape"], d["scale"]
+        return c
