@@ -2,6 +2,189 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
 import typer
 
+from core.cli_support import DeviceOpt, QuietOpt, SeedOpt, VerboseOpt, cli_errors, echo_table, setup_logging
+from core.errors import UserError
+
 app = typer.Typer(help="Sliding-window autoencoder anomaly detector for time series.", no_args_is_help=True)
+
+TimeColOpt = Annotated[str | None, typer.Option("--time-col", help="Timestamp column (default: a column named "
+                                                "timestamp/datetime/time/date, or none).")]
+ValueColsOpt = Annotated[str | None, typer.Option("--value-cols", help="Comma-separated numeric columns "
+                                                  "(default: every numeric column).")]
+
+
+def _cols(value_cols: str | None) -> list[str] | None:
+    return [c.strip() for c in value_cols.split(",") if c.strip()] if value_cols else None
+
+
+@app.command()
+@cli_errors
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Normal (training) data: CSV or Parquet.")],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    time_col: TimeColOpt = None,
+    value_cols: ValueColsOpt = None,
+    window: Annotated[int, typer.Option("--window", help="Window length in rows.")] = 288,
+    stride: Annotated[int, typer.Option("--stride", help="Step between training windows.")] = 1,
+    model: Annotated[str, typer.Option("--model", help="conv (1-D convolutional), dense or vae.")] = "conv",
+    denoise: Annotated[str | None, typer.Option("--denoise", help="Train as a denoising AE: gaussian, mask "
+                                                "or salt_pepper.")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Maximum training epochs (early stopping on).")] = 50,
+    threshold: Annotated[str, typer.Option("--threshold", help="max (largest training error), percentile, "
+                                           "contamination or pot (extreme value).")] = "max",
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Train a detector on normal data and save it with its scaler and threshold.
+
+    Example: ae tsad train --data art_daily_small_noise.csv --window 288 --out models/daily
+    """
+    from tsad.datasets import load_table
+    from tsad.detector import WindowDetector
+
+    setup_logging(quiet, verbose)
+    series = load_table(data, time_col, _cols(value_cols))
+    det = WindowDetector(window=window, stride=stride, model=model, denoise=denoise, epochs=epochs,
+                         threshold=threshold, device=device, seed=seed, progress=not quiet)
+    det.fit(series, time_col=time_col or (series.timestamps.name if series.timestamps is not None else None))
+    det.save(out, metrics={"train": det.train_stats_})
+    typer.echo(f"trained on {len(series)} rows x {len(series.channels)} channel(s) ({', '.join(series.channels)}); "
+               f"threshold {det.threshold_.threshold_:.5g}; saved {out}")
+
+
+def scores_frame(series, result, threshold: float) -> pd.DataFrame:  # noqa: ANN001 - Series, Scores
+    """The detect output table: timestamp, values, score, score_prob, is_anomaly (+ contributions)."""
+    frame = pd.DataFrame(index=range(len(series)))
+    if series.timestamps is not None:
+        frame["timestamp"] = series.timestamps
+    for i, name in enumerate(series.channels):
+        frame[name] = series.values[:, i]
+    frame["score"] = result.score
+    frame["score_prob"] = result.score_prob
+    frame["is_anomaly"] = result.is_anomaly
+    if len(series.channels) > 1:
+        for i, name in enumerate(series.channels):
+            frame[f"contrib_{name}"] = result.contributions[:, i]
+    return frame
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    from core.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+
+
+@app.command()
+@cli_errors
+def detect(
+    model: Annotated[Path, typer.Option("--model", help="Model directory from `ae tsad train`.")],
+    data: Annotated[Path, typer.Option("--data", help="Series to score: CSV or Parquet with the model's columns.")],
+    out: Annotated[Path, typer.Option("--out", help="Scores file (.csv or .parquet).")],
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also write a PNG of series, score and alerts.")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="causal (uses only the past; as a live monitor would) or "
+                                      "offline (every window covering a point).")] = "causal",
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Score every timestamp and flag anomalies; writes timestamp, values, score, score_prob, is_anomaly.
+
+    Example: ae tsad detect --model models/daily --data art_daily_jumpsup.csv --out scores.csv --plot scores.png
+    """
+    from tsad.datasets import load_table
+    from tsad.detector import WindowDetector
+
+    setup_logging(quiet)
+    det = WindowDetector.load(model, device=device)
+    series = load_table(data, det.time_col_ if det.time_col_ else None, det.channel_names_)
+    result = det.score(series, mode=mode)
+    frame = scores_frame(series, result, det.threshold_.threshold_)
+    if plot is not None:
+        from tsad.plots import plot_scores
+
+        plot_scores(series, result, det.threshold_.threshold_, plot)
+    write_table(frame, out)
+    n_alert = int(result.is_anomaly.sum())
+    typer.echo(f"scored {len(series)} rows ({result.points_per_second:,.0f} points/s); {n_alert} anomalous; "
+               f"wrote {out}" + (f" and {plot}" if plot else ""))
+
+
+@app.command()
+@cli_errors
+def evaluate(
+    benchmark: Annotated[str | None, typer.Option("--benchmark", help="nab, skab or msl (from AE_DATA_DIR).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Your own labelled file instead of a benchmark.")] = None,
+    labels: Annotated[str, typer.Option("--labels", help="With --data: the 0/1 label column.")] = "label",
+    train_rows: Annotated[int, typer.Option("--train-rows", help="With --data: rows used for training.")] = 400,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for per-file score CSVs (NAB layout).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N files (quick checks).")] = None,
+    window: Annotated[int | None, typer.Option("--window", help="Window length (default per benchmark).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per file (default per benchmark).")] = None,
+    model: Annotated[str, typer.Option("--model", help="conv, dense or vae.")] = "conv",
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a benchmark protocol end to end and print our metrics beside baselines from the same run.
+
+    Example: ae tsad evaluate --benchmark nab --out nab_scores --json nab.json
+    """
+    from data.registry import ensure_dataset
+    from tsad import evaluate as E
+    from tsad.datasets import Series, load_table
+    from tsad.detector import WindowDetector
+
+    setup_logging(quiet)
+    if (benchmark is None) == (data is None):
+        raise UserError("give exactly one of --benchmark or --data")
+    if limit is not None and limit < 1:
+        raise UserError("--limit must be at least 1")
+    defaults = E.PRESETS.get(benchmark or "file", E.PRESETS["file"])
+    params = {**defaults, "model": model, "device": device, "seed": seed}
+    if window is not None:
+        params["window"] = window
+    if epochs is not None:
+        params["epochs"] = epochs
+
+    def make() -> WindowDetector:
+        return WindowDetector(**params)
+
+    # validate the parameters before any long work
+    make()._validate()
+    if benchmark is not None:
+        E.check_benchmark(benchmark)
+        root = ensure_dataset(benchmark)
+        if benchmark == "nab":
+            result = E.evaluate_nab(root, make, out, limit, progress=not quiet)
+        elif benchmark == "skab":
+            result = E.evaluate_split(E.skab_pairs(root, limit=limit), make, "skab", progress=not quiet)
+        else:
+            result = E.evaluate_split(E.msl_pairs(root, limit), make, "msl", progress=not quiet)
+    else:
+        series = load_table(data, label_col=labels)
+        if series.labels is None:
+            raise UserError(f"{data}: no label column {labels!r}")
+        if not 0 < train_rows < len(series) - 1:
+            raise UserError(f"--train-rows must be between 1 and {len(series) - 2}")
+        tr = Series(series.values[:train_rows], series.channels, name=series.name)
+        te = Series(series.values[train_rows:], series.channels, labels=series.labels[train_rows:], name=series.name)
+        result = E.evaluate_split([(tr, te)], make, str(data.name), baselines=("rolling_zscore",))
+    columns, rows = E.result_rows(result)
+    echo_table(f"{result.benchmark}: {result.model} autoencoder vs baselines (same run, {result.seconds:.0f} s)",
+               columns, rows)
+    typer.echo(f"scoring throughput: {result.metrics.get('points_per_second', 0):,.0f} points/s (batch mode)")
+    if json_out is not None:
+        E.write_json(result, json_out)
+        typer.echo(f"wrote {json_out}")

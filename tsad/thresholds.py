@@ -146,6 +146,19 @@ class TailCalibrator:
         out[~np.isfinite(x)] = np.nan
         return np.clip(out, 0.0, 1.0)
 
+    def surprise(self, scores: np.ndarray) -> np.ndarray:
+        """−log10 of the probability that a normal score is at least this high: unlike the
+        probability it does not saturate at 1 in floating point, so extreme scores stay ordered."""
+        x = np.asarray(scores, dtype=float)
+        p_exceed = 1.0 - np.interp(x, self.knots_, self.probs_, left=0.0)
+        out = -np.log10(np.maximum(p_exceed, 1e-300))
+        tail = x > self.t_
+        if tail.any():
+            logsf = stats.genpareto.logsf(x[tail] - self.t_, self.shape_, loc=0.0, scale=self.scale_)
+            out[tail] = -(np.log(1.0 - self.tail_quantile) + logsf) / np.log(10.0)
+        out[~np.isfinite(x)] = np.nan
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {"tail_quantile": self.tail_quantile, "n_knots": self.n_knots, "knots": self.knots_.tolist(),
                 "probs": self.probs_.tolist(), "t": self.t_, "shape": self.shape_, "scale": self.scale_}

@@ -1,0 +1,186 @@
+"""Benchmark protocols: NAB (causal, per-file probationary training), SKAB (per file, first 400
+rows train), MSL (train/test per channel), and a user's own labelled file. Baselines run in the
+same call on the same splits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.atomic import atomic_path, atomic_write_text
+from core.errors import UserError
+from tsad import metrics as M
+from tsad.baselines import IsolationForestBaseline, PCABaseline, RollingZScore
+from tsad.datasets import Series, iter_msl, iter_nab, iter_skab
+from tsad.detector import WindowDetector
+from tsad.postprocess import nab_anomaly_score, squash
+
+log = logging.getLogger(__name__)
+
+BENCHMARKS = ("nab", "skab", "msl")
+
+
+@dataclass
+class EvalResult:
+    benchmark: str
+    model: str
+    metrics: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"benchmark": self.benchmark, "model": self.model, "metrics": self.metrics,
+                "baselines": self.baselines, "seconds": round(self.seconds, 1), **self.extra}
+
+
+def _progress(items: list, enabled: bool, label: str):
+    if not enabled:
+        return items
+    from rich.console import Console
+    from rich.progress import track
+
+    return track(items, description=label, console=Console(stderr=True), transient=True)
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+# ------------------------------------------------------------------------------------------ NAB
+def evaluate_nab(data_dir: Path, make: Callable[[], WindowDetector], out: Path | None = None,
+                 limit: int | None = None, progress: bool = False) -> EvalResult:
+    t0 = time.perf_counter()
+    series = list(iter_nab(data_dir))[:limit]
+    ours, base = [], []
+    points, score_seconds = 0, 0.0
+    for s in _progress(series, progress, "NAB"):
+        p = M.probation_rows(len(s))
+        det = make().fit(s.values[:p])
+        t1 = time.perf_counter()
+        raw = det.score(s.values)
+        score_seconds += time.perf_counter() - t1
+        points += len(s)
+        anomaly = nab_anomaly_score(det.calibrator_.surprise(raw.score))
+        ours.append(M.NabFile(anomaly, s.windows))
+        z = RollingZScore(window=max(100, p)).score(s.values)
+        base.append(M.NabFile(squash(RollingZScore.surprise(z)), s.windows))
+        if out is not None:
+            frame = pd.DataFrame({"timestamp": s.timestamps.strftime("%Y-%m-%d %H:%M:%S"), "value": s.values[:, 0],
+                                  "anomaly_score": anomaly, "label": s.labels})
+            _write_csv(frame, out / f"{s.name}")
+    names = {"standard": "nab_standard", "reward_low_FP_rate": "nab_low_fp", "reward_low_FN_rate": "nab_low_fn"}
+
+    def corpus(files: list[M.NabFile]) -> dict[str, float]:
+        return {names[p]: round(M.nab_corpus_score(files, p)[0], 2) for p in M.PROFILES}
+
+    metrics = corpus(ours)
+    metrics["points_per_second"] = round(points / max(score_seconds, 1e-9))
+    return EvalResult("nab", make().model, metrics, {"windowed_gaussian": corpus(base)},
+                      time.perf_counter() - t0, {"files": len(series)})
+
+
+# ------------------------------------------------------------------------------------- labelled
+def _point_metrics(labels: np.ndarray, scores: np.ndarray, pred: np.ndarray | None) -> dict[str, float]:
+    f1, _ = M.best_f1(labels, scores)
+    out = {"best_f1": f1, "f1_pa": M.best_f1_point_adjusted(labels, scores), "pr_auc": M.pr_auc(labels, scores),
+           "roc_auc": M.roc_auc(labels, scores)}
+    if pred is not None:
+        prf = M.point_prf(labels, pred)
+        far, mar = M.far_mar(labels, pred)
+        out.update({"f1": prf["f1"], "precision": prf["precision"], "recall": prf["recall"], "far": far,
+                    "mar": mar, "event_recall": M.event_recall(labels, pred)})
+    return {k: round(float(v), 4) for k, v in out.items()}
+
+
+def _threshold_by_train(train_scores: np.ndarray, test_scores: np.ndarray, q: float = 99.0,
+                        margin: float = 1.0) -> np.ndarray:
+    finite = train_scores[np.isfinite(train_scores)]
+    return np.nan_to_num(test_scores, nan=-np.inf) > np.percentile(finite, q) * margin
+
+
+def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], WindowDetector], benchmark: str,
+                   baselines: tuple[str, ...] = ("rolling_zscore", "pca", "isolation_forest"),
+                   progress: bool = False) -> EvalResult:
+    """Train on each pair's first series, score its second; metrics over all test rows together."""
+    t0 = time.perf_counter()
+    labels, ours, ours_pred = [], [], []
+    base_scores: dict[str, list[np.ndarray]] = {b: [] for b in baselines}
+    base_pred: dict[str, list[np.ndarray]] = {b: [] for b in baselines}
+    points, score_seconds = 0, 0.0
+    for train, test in _progress(pairs, progress, benchmark):
+        det = make().fit(train)
+        t1 = time.perf_counter()
+        result = det.score(test)
+        score_seconds += time.perf_counter() - t1
+        points += len(test)
+        score = np.nan_to_num(result.score, nan=0.0)
+        labels.append(test.labels)
+        ours.append(score)
+        ours_pred.append(result.is_anomaly)
+        for b in baselines:
+            if b == "rolling_zscore":
+                z = RollingZScore(window=100).score(np.vstack([train.values, test.values]))
+                s_tr, s_te = z[:len(train)], z[len(train):]
+            else:
+                model = (PCABaseline() if b == "pca" else IsolationForestBaseline()).fit(train.values)
+                s_tr, s_te = model.score(train.values), model.score(test.values)
+            base_scores[b].append(np.nan_to_num(s_te, nan=0.0))
+            base_pred[b].append(_threshold_by_train(s_tr, s_te))
+    y = np.concatenate(labels)
+    metrics = _point_metrics(y, np.concatenate(ours), np.concatenate(ours_pred))
+    metrics["points_per_second"] = round(points / max(score_seconds, 1e-9))
+    base = {b: _point_metrics(y, np.concatenate(base_scores[b]), np.concatenate(base_pred[b])) for b in baselines}
+    return EvalResult(benchmark, make().model, metrics, base, time.perf_counter() - t0, {"series": len(pairs)})
+
+
+def skab_pairs(data_dir: Path, train_rows: int = 400, limit: int | None = None) -> list[tuple[Series, Series]]:
+    pairs = []
+    for s in list(iter_skab(data_dir))[:limit]:
+        tr = Series(s.values[:train_rows], s.channels, s.timestamps[:train_rows], s.labels[:train_rows], s.name)
+        te = Series(s.values[train_rows:], s.channels, s.timestamps[train_rows:], s.labels[train_rows:], s.name)
+        pairs.append((tr, te))
+    return pairs
+
+
+def msl_pairs(data_dir: Path, limit: int | None = None) -> list[tuple[Series, Series]]:
+    return [(c.train, c.test) for c in list(iter_msl(data_dir))[:limit]]
+
+
+def write_json(result: EvalResult, path: Path) -> None:
+    atomic_write_text(path, json.dumps(result.to_dict(), indent=2))
+
+
+def result_rows(result: EvalResult) -> tuple[list[str], list[list[Any]]]:
+    keys = [k for k in result.metrics if k != "points_per_second"]
+    rows = [[f"{result.model} (ours)", *[result.metrics.get(k) for k in keys]]]
+    for name, m in result.baselines.items():
+        rows.append([name, *[m.get(k) for k in keys]])
+    return ["detector", *keys], rows
+
+
+def check_benchmark(name: str) -> None:
+    if name not in BENCHMARKS:
+        raise UserError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
+
+
+# Per-protocol detector settings; small windows fit NAB's short probationary training sets.
+PRESETS: dict[str, dict[str, Any]] = {
+    "nab": {"window": 32, "epochs": 20, "batch_size": 32, "patience": None, "val_fraction": 0.0, "causal_tail": 1,
+            "channels": (16, 8), "kernel_size": 5},
+    "skab": {"window": 32, "epochs": 30, "batch_size": 32, "patience": 5, "causal_tail": 1,
+             "channels": (32, 16), "kernel_size": 5, "threshold": "max"},
+    "msl": {"window": 64, "epochs": 15, "batch_size": 128, "patience": 3, "causal_tail": 1,
+            "channels": (32, 16), "kernel_size": 7, "threshold": "percentile", "threshold_q": 99.5},
+    "file": {"window": 32, "epochs": 30, "batch_size": 32, "patience": 5, "causal_tail": 1,
+             "channels": (32, 16), "kernel_size": 5},
+}
