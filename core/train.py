@@ -78,6 +78,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     shuffle: bool = True
+    accumulate_grad: bool = False  # never zero gradients: only to reproduce code that forgot zero_grad
     progress: bool = False
     description: str = "training"
 
@@ -200,7 +201,8 @@ class Trainer:
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}; "
                                                  "try a lower learning rate or gradient clipping")
-                    optimizer.zero_grad(set_to_none=True)
+                    if not cfg.accumulate_grad:
+                        optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     if cfg.clip_grad_norm:
                         scaler.unscale_(optimizer)

@@ -1,0 +1,163 @@
+"""The recommender's networks, all `core` autoencoders, and how each is trained.
+
+- course: the classic course example, 20-10-20 sigmoid, RMSprop(lr 0.01, weight decay 0.5),
+  loss only on rated movies; batched instead of one user per step.
+- autorec: I-AutoRec (Sedhain et al. 2015): each item's vector of user ratings in, one sigmoid
+  layer of 500, identity out, L2 on the weights, loss on observed ratings only.
+- deeprec: NVIDIA DeepRec style, user-based: SELU, heavy dropout on the code, dense re-feeding.
+- multdae / multvae (Liang et al. 2018): implicit positives (rating ≥ 4), L2-normalised input with
+  dropout, tanh, multinomial likelihood; the VAE anneals its KL weight up to β = 0.2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from core.dense import DenseAE, DenseConfig
+from core.errors import UserError
+from core.losses import BetaSchedule, masked_mse
+from core.models import dense_vae
+from core.objective import ReconstructionObjective
+
+MODELS = ("course", "autorec", "deeprec", "multdae", "multvae")
+EXPLICIT = ("course", "autorec", "deeprec")
+
+
+@dataclass
+class Recipe:
+    """Training defaults per model (each can be overridden)."""
+
+    epochs: int
+    batch_size: int
+    optimizer: str
+    lr: float
+    weight_decay: float = 0.0
+
+
+RECIPES = {
+    "course": Recipe(epochs=200, batch_size=4, optimizer="rmsprop", lr=0.01, weight_decay=0.5),
+    "autorec": Recipe(epochs=150, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0),
+    "deeprec": Recipe(epochs=60, batch_size=32, optimizer="adam", lr=1e-3, weight_decay=0.0),
+    "multdae": Recipe(epochs=100, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-5),
+    "multvae": Recipe(epochs=150, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0),
+}
+
+
+def check_model(name: str) -> None:
+    if name not in MODELS:
+        raise UserError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+
+
+def build(name: str, n_inputs: int, hidden: int | None = None) -> nn.Module:
+    """n_inputs: items for user-based models, users for the item-based autorec."""
+    if name == "course":
+        return DenseAE(DenseConfig(input_dim=n_inputs, hidden=[20], code_size=10, activation="sigmoid",
+                                   code_activation="sigmoid", out_activation=None))
+    if name == "autorec":
+        return DenseAE(DenseConfig(input_dim=n_inputs, hidden=[], code_size=hidden or 500,
+                                   code_activation="sigmoid", out_activation=None))
+    if name == "deeprec":
+        h = hidden or 256
+        return DenseAE(DenseConfig(input_dim=n_inputs, hidden=[h], code_size=h, activation="selu",
+                                   code_activation="selu", out_activation=None, code_dropout=0.8))
+    if name == "multdae":
+        return DenseAE(DenseConfig(input_dim=n_inputs, hidden=[600], code_size=hidden or 200, activation="tanh",
+                                   code_activation="tanh", input_dropout=0.5))
+    if name == "multvae":
+        return dense_vae(n_inputs, [600, hidden or 200], hidden or 200, activation="tanh", code_activation="tanh",
+                         input_dropout=0.5)
+    check_model(name)
+    raise AssertionError
+
+
+class SparseRows:
+    """Mini-batches of csr rows densified one batch at a time (never the whole matrix).
+
+    implicit=False: a batch is (ratings, ratings) and the loss masks unrated zeros.
+    implicit=True: a batch is (L2-normalised binary rows, binary rows) for the multinomial loss.
+    """
+
+    def __init__(self, matrix: sp.csr_matrix, implicit: bool = False) -> None:
+        self.matrix = sp.csr_matrix(matrix, dtype=np.float32)
+        self.implicit = implicit
+
+    def n_batches(self, batch_size: int) -> int:
+        return -(-self.matrix.shape[0] // batch_size)
+
+    def batches(self, batch_size: int, shuffle: bool, generator: torch.Generator) -> Iterator[Any]:
+        n = self.matrix.shape[0]
+        order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
+        for start in range(0, n, batch_size):
+            rows = torch.from_numpy(self.matrix[order[start:start + batch_size]].toarray())
+            yield to_inputs(rows, self.implicit)
+
+
+def to_inputs(rows: torch.Tensor, implicit: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    if not implicit:
+        return rows, rows
+    binary = (rows > 0).float()
+    norm = binary / binary.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return norm, binary
+
+
+class RefeedObjective:
+    """DeepRec's dense re-feeding: a masked step on the real ratings, then a step that feeds the
+    dense output back in with itself as the target (the fixed point of a good model)."""
+
+    def __call__(self, model: nn.Module, batch: Any, epoch: float, training: bool) -> tuple[torch.Tensor, dict]:
+        x, target = batch
+        out = model(x)
+        loss = masked_mse(out, target)
+        if training:
+            dense = out.detach()
+            loss = loss + torch.nn.functional.mse_loss(model(dense), dense)
+        return loss, {"recon": float(loss.detach())}
+
+
+class CourseObjective:
+    """The course's loss: squared error on rated movies (unrated outputs zeroed), averaged over all
+    movies; its gradients are never reset between steps (the original omits zero_grad, and its
+    result depends on that), see TrainConfig.accumulate_grad."""
+
+    def __call__(self, model: nn.Module, batch: Any, epoch: float, training: bool) -> tuple[torch.Tensor, dict]:
+        x, target = batch
+        out = model(x) * (target > 0)
+        loss = ((out - target) ** 2).mean()
+        return loss, {"recon": float(loss.detach())}
+
+
+class L2Objective:
+    """I-AutoRec: masked MSE plus λ/2·‖W‖² on the weight matrices (not the biases)."""
+
+    def __init__(self, reg: float) -> None:
+        self.reg = reg
+
+    def __call__(self, model: nn.Module, batch: Any, epoch: float, training: bool) -> tuple[torch.Tensor, dict]:
+        x, target = batch
+        loss = masked_mse(model(x), target)
+        rec = float(loss.detach())
+        if self.reg > 0:
+            loss = loss + self.reg / 2 * sum((p ** 2).sum() for n, p in model.named_parameters() if "weight" in n)
+        return loss, {"recon": rec}
+
+
+def objective(name: str, l2: float, n_batches: int, epochs: int) -> Any:
+    if name == "autorec":
+        return L2Objective(l2)
+    if name == "deeprec":
+        return RefeedObjective()
+    if name == "multdae":
+        return ReconstructionObjective(loss="multinomial")
+    if name == "multvae":
+        beta = BetaSchedule(beta=0.2, warmup_epochs=max(1, epochs // 2))
+        return ReconstructionObjective(loss="multinomial", beta=beta)
+    if name == "course":
+        return CourseObjective()
+    return ReconstructionObjective(loss="masked_mse")

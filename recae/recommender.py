@@ -1,0 +1,252 @@
+"""AutoencoderRecommender: fit on ratings, predict ratings, recommend unseen items, fold in new users.
+
+Unknown users raise a clear error (use `fold_in` with their ratings). Items never seen in training
+get the global mean rating as their prediction and are never recommended. Predictions are clipped
+to the training rating scale. For the item-based `autorec`, a new user's fold-in borrows the
+predicted rows of the 20 training users most similar (cosine) to the given ratings.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from core.artifact import load_artifact, save_artifact
+from core.device import resolve_device
+from core.errors import ArtifactError, UserError
+from core.train import History, TrainConfig, Trainer
+from recae import models as M
+from recae.interactions import IdMap, Interactions, to_csr
+from recae.metrics import topk_indices
+
+log = logging.getLogger(__name__)
+
+KIND = "recae.AutoencoderRecommender"
+
+
+class AutoencoderRecommender:
+    def __init__(self, model: str = "autorec", epochs: int | None = None, batch_size: int | None = None,
+                 lr: float | None = None, weight_decay: float | None = None, l2: float = 1.0,
+                 hidden: int | None = None, positive_threshold: float = 4.0, device: str = "auto", seed: int = 0,
+                 progress: bool = False) -> None:
+        self.model, self.epochs, self.batch_size, self.lr = model, epochs, batch_size, lr
+        self.weight_decay, self.l2, self.hidden, self.positive_threshold = weight_decay, l2, hidden, positive_threshold
+        self.device, self.seed, self.progress = device, seed, progress
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("model", "epochs", "batch_size", "lr", "weight_decay", "l2", "hidden",
+                                               "positive_threshold", "seed")}
+
+    @property
+    def implicit(self) -> bool:
+        return self.model not in M.EXPLICIT
+
+    # ---------------------------------------------------------------------------------------- fit
+    def fit(self, ratings: pd.DataFrame) -> AutoencoderRecommender:
+        M.check_model(self.model)
+        if self.epochs is not None and self.epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+        frame = ratings
+        if self.implicit:
+            frame = ratings[ratings["rating"] >= self.positive_threshold]
+            if frame.empty:
+                raise UserError(f"no ratings >= {self.positive_threshold} to learn implicit preferences from")
+        data = Interactions.from_frame(frame)
+        self.user_map_, self.item_map_ = data.user_map, data.item_map
+        self.train_ = data.matrix
+        self.global_mean_ = float(ratings["rating"].mean())
+        self.scale_ = (float(ratings["rating"].min()), float(ratings["rating"].max()))
+        recipe = M.RECIPES[self.model]
+        epochs = self.epochs or recipe.epochs
+        item_based = self.model == "autorec"
+        matrix = self.train_.T.tocsr() if item_based else self.train_
+        torch.manual_seed(self.seed)
+        self.module_ = M.build(self.model, matrix.shape[1], self.hidden)
+        source = M.SparseRows(matrix, implicit=self.implicit)
+        cfg = TrainConfig(epochs=epochs, batch_size=self.batch_size or recipe.batch_size, optimizer=recipe.optimizer,
+                          lr=self.lr or recipe.lr,
+                          weight_decay=recipe.weight_decay if self.weight_decay is None else self.weight_decay,
+                          seed=self.seed, device=self.device, progress=self.progress,
+                          accumulate_grad=self.model == "course",
+                          description=f"recae {self.model}")
+        objective = M.objective(self.model, self.l2, source.n_batches(cfg.batch_size), epochs)
+        self.history_: History = Trainer(cfg, objective).fit(self.module_, source)
+        self.module_.eval()
+        self._full = None
+        return self
+
+    # ----------------------------------------------------------------------------- raw scoring
+    def _check(self) -> None:
+        if not hasattr(self, "module_"):
+            raise UserError("the recommender is not fitted")
+
+    @torch.no_grad()
+    def _forward_rows(self, rows: sp.csr_matrix) -> np.ndarray:
+        device = resolve_device(self.device)
+        self.module_.to(device).eval()
+        x, _ = M.to_inputs(torch.from_numpy(rows.toarray().astype(np.float32)), self.implicit)
+        return self.module_.reconstruct(x.to(device)).float().cpu().numpy()
+
+    def _full_predictions(self) -> np.ndarray:
+        """Item-based autorec: the whole users×items prediction matrix, computed once."""
+        if getattr(self, "_full", None) is None:
+            cells = self.train_.shape[0] * self.train_.shape[1]
+            if cells > 200_000_000:
+                raise UserError("autorec scoring needs the full users×items matrix; this catalogue is too large "
+                                "(use a user-based model such as multdae or course)")
+            items = self.train_.T.tocsr()
+            out = np.empty((items.shape[0], items.shape[1]), dtype=np.float32)
+            for s in range(0, items.shape[0], 1024):
+                out[s:s + 1024] = self._forward_rows(items[s:s + 1024])
+            self._full = out.T.copy()
+        return self._full
+
+    def score_rows(self, user_idx: np.ndarray | None = None, rows: sp.csr_matrix | None = None) -> np.ndarray:
+        """Scores (predicted ratings, or preference logits for implicit models) for known users by
+        index, or for new users given their csr rating rows. A pure function of the model and rows."""
+        self._check()
+        if rows is None:
+            if self.model == "autorec":
+                return self._full_predictions()[user_idx]
+            rows = self.train_[user_idx]
+        elif self.model == "autorec":
+            return self._neighbour_fold_in(rows)
+        return self._forward_rows(rows)
+
+    def _neighbour_fold_in(self, rows: sp.csr_matrix) -> np.ndarray:
+        train = self.train_
+        norms = np.sqrt(np.asarray(train.multiply(train).sum(1)).ravel()) + 1e-9
+        r_norm = np.sqrt(np.asarray(rows.multiply(rows).sum(1)).ravel()) + 1e-9
+        sim = np.asarray((rows @ train.T).todense()) / r_norm[:, None] / norms[None, :]
+        full = self._full_predictions()
+        top = topk_indices(sim, min(20, train.shape[0]))
+        w = np.take_along_axis(sim, top, axis=1)
+        w = np.where(w.sum(1, keepdims=True) > 0, w, 1.0)
+        pred = np.einsum("uk,uki->ui", w, full[top]) / w.sum(1, keepdims=True)
+        # shift to the new user's own mean where they gave ratings
+        given = rows.toarray()
+        mask = given > 0
+        shift = np.where(mask.any(1), (given * mask).sum(1) / np.maximum(mask.sum(1), 1) -
+                         (pred * mask).sum(1) / np.maximum(mask.sum(1), 1), 0.0)
+        return pred + shift[:, None]
+
+    # -------------------------------------------------------------------------------- public API
+    def _user_index(self, user: Any) -> int:
+        try:
+            return self.user_map_.to_index(user)
+        except KeyError:
+            raise UserError(f"unknown user {user!r}: not in the training data (use fold-in with their ratings: "
+                            f"--rate ITEM:RATING,...)") from None
+
+    def predict(self, users: Any, items: Any) -> np.ndarray:
+        """Predicted ratings for (user, item) pairs of raw ids (explicit models)."""
+        self._check()
+        if self.implicit:
+            raise UserError(f"{self.model} learns implicit preferences; it ranks items but does not predict ratings")
+        users, items = np.atleast_1d(np.asarray(users, dtype=object)), np.atleast_1d(np.asarray(items, dtype=object))
+        u = self.user_map_.index_array(users)
+        if (u < 0).any():
+            self._user_index(users[np.argmax(u < 0)])
+        i = self.item_map_.index_array(items)
+        out = np.full(len(u), self.global_mean_)
+        known = i >= 0
+        uniq, inv = np.unique(u[known], return_inverse=True)
+        if len(uniq):
+            scores = self.score_rows(uniq)
+            out[known] = scores[inv, i[known]]
+        return np.clip(out, *self.scale_)
+
+    def _top(self, scores: np.ndarray, seen: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.array(scores, dtype=np.float64, copy=True)
+        r, c = seen.nonzero()
+        scores[r, c] = -np.inf
+        top = topk_indices(scores, k)
+        vals = np.take_along_axis(scores, top, axis=1)
+        if not self.implicit:
+            vals = np.clip(vals, *self.scale_)
+        return top, vals
+
+    def _frame(self, top: np.ndarray, vals: np.ndarray) -> pd.DataFrame:
+        ok = np.isfinite(vals[0])
+        col = "score" if self.implicit else "predicted_rating"
+        return pd.DataFrame({"rank": np.arange(1, ok.sum() + 1), "item": self.item_map_.to_raw(top[0][ok]),
+                             col: vals[0][ok]})
+
+    def recommend(self, user: Any, k: int = 10) -> pd.DataFrame:
+        """Top-k items the user has not rated, best first."""
+        self._check_k(k)
+        u = self._user_index(user)
+        top, vals = self._top(self.score_rows(np.array([u])), self.train_[[u]], k)
+        return self._frame(top, vals)
+
+    def fold_in(self, ratings: dict[Any, float], k: int = 10) -> pd.DataFrame:
+        """Recommendations for a new user from a few ratings, without retraining."""
+        self._check()
+        self._check_k(k)
+        if not ratings:
+            raise UserError("fold-in needs at least one rating")
+        known = {item: float(r) for item, r in ratings.items() if item in self.item_map_}
+        unknown = [item for item in ratings if item not in self.item_map_]
+        if unknown:
+            log.warning("ignoring %d item(s) unknown to the model: %s", len(unknown), unknown[:5])
+        if not known:
+            raise UserError("none of the rated items is known to the model")
+        lo, hi = self.scale_
+        bad = [r for r in known.values() if not lo <= r <= hi]
+        if bad:
+            raise UserError(f"rating {bad[0]} is outside the scale {lo:g}-{hi:g}")
+        frame = pd.DataFrame({"user": 0, "item": list(known), "rating": list(known.values())})
+        if self.implicit:
+            frame = frame[frame["rating"] >= self.positive_threshold]
+            if frame.empty:
+                frame = pd.DataFrame({"user": 0, "item": list(known), "rating": 1.0})
+        row = to_csr(frame, IdMap([0]), self.item_map_)
+        top, vals = self._top(self.score_rows(rows=row), row, k)
+        return self._frame(top, vals)
+
+    @staticmethod
+    def _check_k(k: int) -> None:
+        if k < 1:
+            raise UserError(f"-k must be at least 1, got {k}")
+
+    def score_users(self, user_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices and scores for a batch of known users (batch scoring)."""
+        return self._top(self.score_rows(user_idx), self.train_[user_idx], k)
+
+    # ------------------------------------------------------------------------------ persistence
+    def save(self, path: str | Path, metrics: dict[str, Any] | None = None, dataset: str | None = None) -> Path:
+        self._check()
+        t = self.train_.tocoo()
+        extras = {"params": self.get_params(), "user_map": self.user_map_.to_dict(),
+                  "item_map": self.item_map_.to_dict(), "global_mean": self.global_mean_, "scale": self.scale_,
+                  "dataset": dataset, "history": self.history_.to_dict(), "shape": list(self.train_.shape)}
+        tensors = {"train_row": torch.from_numpy(t.row.astype(np.int64)),
+                   "train_col": torch.from_numpy(t.col.astype(np.int64)),
+                   "train_val": torch.from_numpy(t.data.astype(np.float32))}
+        return save_artifact(path, self.module_, kind=KIND, extras=extras, tensors=tensors, metrics=metrics or {})
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> AutoencoderRecommender:
+        art = load_artifact(path, expected_kind=KIND)
+        ex = art.extras
+        try:
+            rec = cls(**ex["params"], device=device)
+            rec.module_ = art.model
+            rec.user_map_ = IdMap.from_dict(ex["user_map"])
+            rec.item_map_ = IdMap.from_dict(ex["item_map"])
+            rec.global_mean_, rec.scale_ = float(ex["global_mean"]), tuple(ex["scale"])
+            rec.dataset_ = ex.get("dataset")
+            rec.history_ = History.from_dict(ex["history"])
+            t = art.tensors
+            rec.train_ = sp.csr_matrix((t["train_val"].numpy(), (t["train_row"].numpy(), t["train_col"].numpy())),
+                                       shape=tuple(ex["shape"]))
+        except KeyError as exc:
+            raise ArtifactError(f"{path} is not a valid recommender: missing {exc}") from None
+        rec._full = None
+        return rec
