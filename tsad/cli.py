@@ -188,3 +188,97 @@ def evaluate(
     if json_out is not None:
         E.write_json(result, json_out)
         typer.echo(f"wrote {json_out}")
+
+
+@app.command()
+@cli_errors
+def monitor(
+    model: Annotated[Path, typer.Option("--model", help="Model directory from `ae tsad train`.")],
+    input_path: Annotated[str, typer.Option("--input", help="A file to read (or - for stdin).")] = "-",
+    follow: Annotated[bool, typer.Option("--follow", help="Keep reading as the file grows, like tail -F "
+                                         "(survives rotation and truncation).")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="csv (with a header line) or jsonl.")] = "csv",
+    alerts: Annotated[str, typer.Option("--alerts", help="Where alerts go as JSON lines: a file or - (stdout).")] = "-",
+    emit_scores: Annotated[Path | None, typer.Option("--emit-scores", help="Also write one JSON line per record "
+                                                     "(score, score_prob, is_anomaly) to this file.")] = None,
+    state: Annotated[Path | None, typer.Option("--state", help="Checkpoint file: resume exactly where a previous "
+                                               "run stopped.")] = None,
+    cooldown: Annotated[int, typer.Option("--cooldown", help="Normal records that close an alert.")] = 10,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Save state every N records.")] = 1000,
+    idle_timeout: Annotated[float | None, typer.Option("--idle-timeout", help="With --follow: stop after this many "
+                                                       "seconds without new data.")] = None,
+    device: Annotated[str, typer.Option("--device", help="Where the model runs (cpu is fastest for one "
+                                        "record at a time).")] = "cpu",
+    quiet: QuietOpt = False,
+) -> None:
+    """Watch a stream: score each record causally and write one debounced JSON line per alert.
+
+    Malformed records are logged to stderr with their line number and skipped; the monitor never
+    stops on bad input. SIGINT/SIGTERM save the state and exit cleanly.
+
+    Example: tail -F metrics.csv | ae tsad monitor --model models/daily --alerts alerts.jsonl --state mon.state
+    """
+    from tsad.monitor import Monitor
+
+    setup_logging(quiet)
+    mon = Monitor(model, input_path, fmt, alerts, str(emit_scores) if emit_scores else None, state, follow,
+                  cooldown, checkpoint_every, idle_timeout=idle_timeout, device=device)
+    stats = mon.run()
+    typer.echo(f"monitor: {stats.records} records, {stats.rejected} rejected, {stats.alerts} alert(s) in "
+               f"{stats.seconds:.1f} s", err=True)
+
+
+@app.command()
+@cli_errors
+def score(
+    model: Annotated[Path, typer.Option("--model", help="Model directory from `ae tsad train`.")],
+    inputs: Annotated[list[str], typer.Option("--input", help="A file, a folder or a glob of CSV/Parquet "
+                                              "files (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", help="Output: .parquet or .csv (written atomically).")],
+    series_col: Annotated[str | None, typer.Option("--series-col", help="Column that names the series when a "
+                                                   "file holds several.")] = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows read at a time (bounds memory).")] = 100_000,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Do nothing if the same model, inputs and "
+                                                "options already produced --out.")] = False,
+    manifest: Annotated[Path | None, typer.Option("--manifest", help="Run manifest path (default: "
+                                                  "OUT.manifest.json).")] = None,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Scheduled batch scoring with a run manifest. Exit codes: 0 all scored, 1 failed, 2 bad arguments,
+    3 finished but some inputs or rows were rejected (listed in the manifest).
+
+    Example (cron, hourly):
+    0 * * * * ae tsad score --model /models/daily --input '/data/in/*.csv' --out /data/scores.parquet --skip-existing
+    """
+    from core.artifact import directory_hash
+    from core.cli_support import EXIT_FAILURE, EXIT_PARTIAL
+    from core.jobs import RunManifest, expand_inputs, file_fingerprint, is_up_to_date, manifest_path_for
+    from tsad.batch import score_inputs
+
+    setup_logging(quiet)
+    manifest_path = manifest or manifest_path_for(out)
+    params = {"series_col": series_col, "mode": "causal"}
+    if skip_existing:
+        files = expand_inputs(inputs)
+        fingerprints = [{"path": str(p), "sha256": file_fingerprint(p)} for p in files]
+        if is_up_to_date(manifest_path, directory_hash(model), fingerprints, params):
+            typer.echo(f"{out} is up to date; nothing to do")
+            return
+    try:
+        result = score_inputs(model, inputs, out, series_col, chunk_rows, device=device, progress=not quiet)
+    except Exception as exc:
+        failed = RunManifest(job="tsad score", model_path=str(model), model_hash="", params=params)
+        failed.reject("*", f"{type(exc).__name__}: {exc}")
+        failed.finish(2 if isinstance(exc, UserError) else EXIT_FAILURE)
+        if manifest_path.parent.is_dir():
+            failed.write(manifest_path)
+        raise
+    code = EXIT_PARTIAL if result.rejected else 0
+    result.finish(code)
+    result.write(manifest_path)
+    typer.echo(f"scored {result.rows_out} of {result.rows_in} rows from {len(result.inputs)} file(s) in "
+               f"{result.duration_s:.2f} s; wrote {out} and {manifest_path}")
+    if code:
+        typer.echo(f"warning: {len(result.rejected)} input(s)/row(s) rejected (see {manifest_path})", err=True)
+        raise typer.Exit(code)

@@ -33,13 +33,14 @@ STATE_VERSION = 1
 # ----------------------------------------------------------------------------------------- input
 def follow_lines(path: str | os.PathLike[str], offset: int = 0, inode: int | None = None, follow: bool = False,
                  poll_seconds: float = 0.2, idle_timeout: float | None = None,
-                 stop: Any = None) -> Iterator[tuple[str, int, int]]:
+                 stop: Any = None, yield_idle: bool = False) -> Iterator[tuple[str | None, int, int]]:
     """Yield (line, offset after the line, inode) from a file, like `tail -F` when `follow`.
 
     Survives rotation (the path now names a new file: start it from 0) and truncation (the file got
     shorter than our offset: start again from 0). A partial last line is held back until its newline
     arrives. `stop()` returning True ends following; `idle_timeout` ends it after that many seconds
-    without new data.
+    without new data. With `yield_idle`, a `(None, offset, inode)` marks each wait for new data,
+    so a caller can flush what it has batched.
     """
     path = Path(path)
     fh: IO[bytes] | None = None
@@ -87,6 +88,8 @@ def follow_lines(path: str | os.PathLike[str], offset: int = 0, inode: int | Non
             if pending:  # keep the partial line in the file for the next read
                 fh.seek(offset)
                 pending = b""
+            if yield_idle:
+                yield None, offset, inode
             try:
                 st = os.stat(path)
                 if st.st_ino != inode or st.st_size < offset:
