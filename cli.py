@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from core.cli_support import DeviceOpt, QuietOpt, SeedOpt, VerboseOpt, cli_errors, echo_table, setup_logging
+from core.errors import UserError
 from recae.cli import app as recae_app
 from tsad.cli import app as tsad_app
 
@@ -129,6 +130,49 @@ def zoo(
         deep, pca = models["deep"]["test_mse"], models["pca"]["test_mse"]
         typer.echo(f"deep autoencoder {verdict} PCA: {deep:.5f} vs {pca:.5f}")
     typer.echo(f"wrote {out / 'metrics.json'} and plots in {out}")
+
+
+@app.command()
+@cli_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.html and its plots.")] = Path("demo"),
+    quick: Annotated[bool, typer.Option("--quick", help="A few epochs only (a smoke test, not the real numbers).")]
+    = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """The whole product on its embedded default: recommender and anomaly detector on real data,
+    summarised in one self-contained HTML report. Needs ml-100k and nab under AE_DATA_DIR
+    (`ae data fetch ml-100k`, `ae data fetch nab`).
+
+    Example: ae demo --out demo
+    """
+    import time
+
+    from core.report import write_report
+    from data.registry import data_dir, ensure_dataset
+    from recae import demo as recae_demo
+    from tsad import demo as tsad_demo
+
+    setup_logging(quiet)
+    for name in ("ml-100k", "nab"):
+        try:
+            ensure_dataset(name)
+        except UserError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    root = data_dir()
+    sections = [recae_demo.run(root, out, device, seed, quick, not quiet),
+                tsad_demo.run(root, out, device, seed, quick, not quiet)]
+    report = write_report(out / "report.html", "ae demo: autoencoders for recommendations and anomalies", sections,
+                          meta={"data": str(root), "device": device, "seed": seed,
+                                "seconds": f"{time.perf_counter() - t0:.0f}"})
+    typer.echo(f"report written to {report.resolve()}")
 
 
 if __name__ == "__main__":
