@@ -1,0 +1,208 @@
+"""`ae tsad` end to end: train, detect, evaluate, monitor (bad records, kill and resume), score."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+TRAIN_ARGS = ["--window", "16", "--epochs", "3", "--device", "cpu", "--quiet"]
+
+
+def _series(path: Path, n: int = 300, spike: int | None = None, seed: int = 0, channels: int = 1) -> Path:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    frame = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=n, freq="5min")})
+    for c in range(channels):
+        v = np.sin(2 * np.pi * t / 25 + c) + 0.05 * rng.standard_normal(n)
+        if spike is not None:
+            v[spike:spike + 4] += 5.0
+        frame[f"v{c}"] = v
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("tsad")
+    _series(d / "train.csv")
+    out = d / "model"
+    result = runner.invoke(app, ["tsad", "train", "--data", str(d / "train.csv"), "--out", str(out), *TRAIN_ARGS])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_detect_writes_scores_and_plot(model: Path, tmp_path: Path) -> None:
+    data = _series(tmp_path / "test.csv", spike=200, seed=1)
+    result = runner.invoke(app, ["tsad", "detect", "--model", str(model), "--data", str(data), "--out",
+                                 str(tmp_path / "s.csv"), "--plot", str(tmp_path / "s.png"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(tmp_path / "s.csv")
+    assert list(scores.columns) == ["timestamp", "v0", "score", "score_prob", "is_anomaly"]
+    assert scores["is_anomaly"][200:220].any()
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", "is empty"),
+    ("timestamp,v0\n2024-01-02,1\n2024-01-01,2\n", "not in increasing order"),
+    ("timestamp,v0\nnot-a-time,1\n", "cannot be parsed"),
+    ("timestamp,other\n2024-01-01,1\n", "no column 'v0'"),
+])
+def test_detect_bad_input_writes_nothing(model: Path, tmp_path: Path, content: str, message: str) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content)
+    result = runner.invoke(app, ["tsad", "detect", "--model", str(model), "--data", str(bad), "--out",
+                                 str(tmp_path / "s.csv")])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_train_bad_arguments(tmp_path: Path) -> None:
+    data = _series(tmp_path / "t.csv")
+    for args, message in ([["--model", "lstm"], "unknown model"], [["--epochs", "0"], "epochs"],
+                          [["--threshold", "magic"], "unknown threshold"]):
+        result = runner.invoke(app, ["tsad", "train", "--data", str(data), "--out", str(tmp_path / "m"),
+                                     "--window", "16", "--quiet", *args])
+        assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "m").exists()
+    result = runner.invoke(app, ["tsad", "train", "--data", str(tmp_path / "missing.csv"), "--out",
+                                 str(tmp_path / "m")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_evaluate_own_labelled_file(tmp_path: Path) -> None:
+    data = _series(tmp_path / "l.csv", n=400, spike=300)
+    frame = pd.read_csv(data)
+    frame["label"] = 0
+    frame.loc[300:303, "label"] = 1
+    frame.to_csv(data, index=False)
+    result = runner.invoke(app, ["tsad", "evaluate", "--data", str(data), "--train-rows", "200", "--epochs", "3",
+                                 "--json", str(tmp_path / "e.json"), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert doc["metrics"]["pr_auc"] > 0.5 and "rolling_zscore" in doc["baselines"]
+
+
+def test_evaluate_nab_slice(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AE_DATA_DIR", str(data_dir))
+    result = runner.invoke(app, ["tsad", "evaluate", "--benchmark", "nab", "--limit", "2", "--epochs", "1",
+                                 "--out", str(tmp_path / "nab"), "--json", str(tmp_path / "n.json"), "--quiet",
+                                 "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "n.json").read_text())
+    assert {"nab_standard", "nab_low_fp", "nab_low_fn"} <= set(doc["metrics"])
+    written = list((tmp_path / "nab").rglob("*.csv"))
+    assert len(written) == 2
+    out = pd.read_csv(written[0])
+    assert list(out.columns) == ["timestamp", "value", "anomaly_score", "label"]
+    assert out["anomaly_score"].between(0, 1).all()
+
+
+def test_evaluate_rejects_unknown_benchmark() -> None:
+    result = runner.invoke(app, ["tsad", "evaluate", "--benchmark", "yahoo"])
+    assert result.exit_code == 2 and "unknown benchmark" in result.output
+
+
+# ---------------------------------------------------------------------------------------- monitor
+def _monitor(model: Path, data: Path, alerts: Path, *extra: str):
+    return runner.invoke(app, ["tsad", "monitor", "--model", str(model), "--input", str(data), "--alerts",
+                               str(alerts), "--quiet", *extra])
+
+
+def test_monitor_matches_detect_and_skips_bad_records(model: Path, tmp_path: Path) -> None:
+    data = _series(tmp_path / "s.csv", n=300, spike=200, seed=2)
+    runner.invoke(app, ["tsad", "detect", "--model", str(model), "--data", str(data), "--out",
+                        str(tmp_path / "d.csv"), "--device", "cpu"])
+    lines = data.read_text().splitlines()
+    noisy = [lines[0], *lines[1:100], "2024-01-01 08:00:00,abc", "garbage", lines[99], *lines[100:]]
+    (tmp_path / "noisy.csv").write_text("\n".join(noisy) + "\n")
+    result = _monitor(model, tmp_path / "noisy.csv", tmp_path / "a.jsonl", "--emit-scores",
+                      str(tmp_path / "sc.jsonl"))
+    assert result.exit_code == 0, result.output
+    assert "3 rejected" in result.output
+    stream = [json.loads(x)["score"] for x in (tmp_path / "sc.jsonl").read_text().splitlines()]
+    batch = pd.read_csv(tmp_path / "d.csv")["score"].to_numpy()
+    np.testing.assert_allclose(np.array(stream, dtype=float), batch, rtol=1e-6, equal_nan=True)
+    alerts = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert len(alerts) >= 1 and all({"start", "end", "score", "score_prob", "threshold"} <= set(a) for a in alerts)
+
+
+def test_monitor_kill_and_resume_gives_the_same_alerts(model: Path, tmp_path: Path) -> None:
+    data = _series(tmp_path / "long.csv", n=3000, seed=3)
+    frame = pd.read_csv(data)
+    for start in (700, 1500, 2400):
+        frame.loc[start:start + 5, "v0"] += 6.0
+    frame.to_csv(data, index=False)
+    clean = _monitor(model, data, tmp_path / "clean.jsonl")
+    assert clean.exit_code == 0, clean.output
+    expected = (tmp_path / "clean.jsonl").read_text()
+    assert expected.count("\n") >= 3
+
+    state, alerts = tmp_path / "state.json", tmp_path / "resumed.jsonl"
+    cmd = [sys.executable, "-c", "from cli import app; app()", "tsad", "monitor", "--model", str(model),
+           "--input", str(data), "--alerts", str(alerts), "--state", str(state), "--checkpoint-every", "200",
+           "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["records"] >= 1000):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = json.loads(state.read_text())["records"]
+    assert 0 < first < 3000
+    resumed = runner.invoke(app, ["tsad", "monitor", "--model", str(model), "--input", str(data), "--alerts",
+                                  str(alerts), "--state", str(state), "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert alerts.read_text() == expected
+
+
+# ------------------------------------------------------------------------------------------ score
+def test_score_folder_manifest_idempotence_and_exit_codes(model: Path, tmp_path: Path) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    _series(inbox / "a.csv", seed=4)
+    _series(inbox / "b.csv", seed=5)
+    out = tmp_path / "scores.parquet"
+    args = ["tsad", "score", "--model", str(model), "--input", str(inbox), "--out", str(out), "--quiet",
+            "--device", "cpu", "--chunk-rows", "64"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    table = pd.read_parquet(out)
+    assert len(table) == 600 and set(table["source"].str[-5:]) == {"a.csv", "b.csv"}
+    detect = runner.invoke(app, ["tsad", "detect", "--model", str(model), "--data", str(inbox / "a.csv"),
+                                 "--out", str(tmp_path / "d.csv"), "--device", "cpu"])
+    assert detect.exit_code == 0
+    a = table[table["source"].str.endswith("a.csv")]["score"].to_numpy()
+    np.testing.assert_allclose(a, pd.read_csv(tmp_path / "d.csv")["score"].to_numpy(), rtol=1e-6, equal_nan=True)
+    manifest = json.loads((tmp_path / "scores.parquet.manifest.json").read_text())
+    assert manifest["status"] == "ok" and manifest["rows_out"] == 600 and len(manifest["inputs"]) == 2
+    again = runner.invoke(app, [*args, "--skip-existing"])
+    assert again.exit_code == 0 and "up to date" in again.output
+
+    lines = (inbox / "b.csv").read_text().splitlines()
+    lines[10] = lines[10].split(",")[0] + ",oops"
+    (inbox / "b.csv").write_text("\n".join(lines) + "\n")
+    partial = runner.invoke(app, [*args, "--skip-existing"])
+    assert partial.exit_code == 3
+    manifest = json.loads((tmp_path / "scores.parquet.manifest.json").read_text())
+    assert manifest["status"] == "partial" and manifest["rejected"][0]["row"] == 11
+    assert "bad number" in manifest["rejected"][0]["reason"]
+
+    missing = runner.invoke(app, ["tsad", "score", "--model", str(model), "--input", str(tmp_path / "none.csv"),
+                                  "--out", str(tmp_path / "x.parquet")])
+    assert missing.exit_code == 2 and not (tmp_path / "x.parquet").exists()
