@@ -182,6 +182,8 @@ def nab_corpus_score(files: list[NabFile], profile: str | dict[str, float] = "st
                                                np.linspace(0, 1, 1001), [1.0 + 1e-9]]))
     raw = nab_scores_at(files, thresholds, prof)
     null, perfect = nab_bounds(files, prof)
+    if perfect == null:  # no scored window at all: only false positives can move the score
+        return 0.0, float(thresholds[int(np.argmax(raw))])
     norm = 100.0 * (raw - null) / (perfect - null)
     i = int(np.argmax(norm))
     return float(norm[i]), float(thresholds[i])
