@@ -32,7 +32,7 @@ KIND = "recae.AutoencoderRecommender"
 
 class AutoencoderRecommender:
     def __init__(self, model: str = "autorec", epochs: int | None = None, batch_size: int | None = None,
-                 lr: float | None = None, weight_decay: float | None = None, l2: float = 1.0,
+                 lr: float | None = None, weight_decay: float | None = None, l2: float = 0.003,
                  hidden: int | None = None, positive_threshold: float = 4.0, device: str = "auto", seed: int = 0,
                  progress: bool = False) -> None:
         self.model, self.epochs, self.batch_size, self.lr = model, epochs, batch_size, lr

@@ -1,0 +1,42 @@
+"""Bars: NAB standard > 52 and above our windowed gaussian (all three profiles); SKAB F1 > 0.78 with
+FAR/MAR; MSL PR-AUC and best point-wise F1 above PCA and IsolationForest; throughput printed.
+Runs `ae tsad evaluate` for each benchmark so the numbers are the CLI's.
+Usage: python bench/tsad_benchmarks.py [--only nab,skab,msl] [--device cpu]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import data_dir, table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="nab,skab,msl")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    data_dir()
+    with tempfile.TemporaryDirectory() as d:
+        for bench in args.only.split(","):
+            out = Path(d) / f"{bench}.json"
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "from cli import app; app()", "tsad", "evaluate", "--benchmark",
+                            bench, "--json", str(out), "--quiet", "--device", args.device], cwd=ROOT, check=True)
+            doc = json.loads(out.read_text())
+            keys = [k for k in doc["metrics"] if k != "points_per_second"]
+            rows = [[f"{doc['model']} AE (ours)", *[doc["metrics"][k] for k in keys]]]
+            rows += [[n, *[m.get(k, "") for k in keys]] for n, m in doc["baselines"].items()]
+            table(f"{bench.upper()} ({time.perf_counter() - t0:.0f} s wall, scoring "
+                  f"{doc['metrics']['points_per_second']:,} points/s)", ["detector", *keys], rows)
+
+
+if __name__ == "__main__":
+    main()
