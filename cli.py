@@ -138,13 +138,15 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for report.html and its plots.")] = Path("demo"),
     quick: Annotated[bool, typer.Option("--quick", help="A few epochs only (a smoke test, not the real numbers).")]
     = False,
+    download: Annotated[bool, typer.Option("--download/--no-download", help="Fetch missing datasets from their "
+                                           "official sources (checksums verified).")] = True,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """The whole product on its embedded default: recommender and anomaly detector on real data,
-    summarised in one self-contained HTML report. Needs ml-100k and nab under AE_DATA_DIR
-    (`ae data fetch ml-100k`, `ae data fetch nab`).
+    summarised in one self-contained HTML report. Uses ml-100k and nab under AE_DATA_DIR, downloading
+    them (checksums verified) when they are missing.
 
     Example: ae demo --out demo
     """
@@ -158,9 +160,13 @@ def demo(
     setup_logging(quiet)
     for name in ("ml-100k", "nab"):
         try:
-            ensure_dataset(name)
+            ensure_dataset(name, download=download)
         except UserError as exc:
+            from data.registry import instructions
+
             typer.echo(f"error: {exc}", err=True)
+            if download:
+                typer.echo(f"error: {instructions(name)}", err=True)
             raise typer.Exit(1) from None
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")

@@ -82,3 +82,12 @@ def test_registered_datasets_verify_against_shared_data(data_dir: Path, monkeypa
     monkeypatch.setenv("AE_DATA_DIR", str(data_dir))
     assert verify("ml-100k") == []
     assert ensure_dataset("nab") == data_dir
+
+
+def test_demo_without_data_or_network_says_what_to_download(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AE_DATA_DIR", str(tmp_path / "empty"))
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--no-download", "--quiet"])
+    assert result.exit_code == 1
+    assert "ml-100k.zip" in result.output and str(tmp_path / "empty") in result.output
+    assert not (tmp_path / "demo").exists()
