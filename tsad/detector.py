@@ -69,7 +69,8 @@ class WindowDetector:
                  denoise: str | None = None, noise_level: float = 0.1, epochs: int = 50, batch_size: int = 128,
                  lr: float = 1e-3, val_fraction: float = 0.1, patience: int | None = 5, threshold: str = "max",
                  threshold_q: float = 99.0, contamination: float = 0.01, risk: float = 1e-3,
-                 threshold_margin: float = 1.0, causal_tail: int | None = None, device: str = "auto", seed: int = 0,
+                 threshold_margin: float = 1.0, causal_tail: int | None = None,
+                 score_channels: tuple[int, ...] | None = None, device: str = "auto", seed: int = 0,
                  progress: bool = False) -> None:
         self.window, self.stride, self.model = window, stride, model
         self.channels, self.kernel_size, self.dropout = tuple(channels), kernel_size, dropout
@@ -79,13 +80,16 @@ class WindowDetector:
         self.val_fraction, self.patience = val_fraction, patience
         self.threshold, self.threshold_q, self.contamination, self.risk = threshold, threshold_q, contamination, risk
         self.threshold_margin, self.causal_tail = threshold_margin, causal_tail
+        # channels whose error makes the score (all by default); the others are context only, as
+        # MSL's command channels are for its telemetry channel
+        self.score_channels = tuple(score_channels) if score_channels is not None else None
         self.device, self.seed, self.progress = device, seed, progress
 
     # ------------------------------------------------------------------ parameters and the network
     def get_params(self) -> dict[str, Any]:
         keys = ("window", "stride", "model", "channels", "kernel_size", "dropout", "latent_size", "hidden", "denoise",
                 "noise_level", "epochs", "batch_size", "lr", "val_fraction", "patience", "threshold", "threshold_q",
-                "contamination", "risk", "threshold_margin", "causal_tail", "seed")
+                "contamination", "risk", "threshold_margin", "causal_tail", "score_channels", "seed")
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in ((k, getattr(self, k)) for k in keys)}
 
     def _validate(self) -> None:
@@ -191,7 +195,14 @@ class WindowDetector:
                 per_channel = total / count[:, None]
             else:
                 raise UserError(f"unknown mode {mode!r}; choose causal or offline")
-        score = per_channel.mean(axis=1)
+        if self.score_channels is not None:
+            keep = np.zeros(c, dtype=bool)
+            keep[list(self.score_channels)] = True
+            per_channel = np.where(keep[None, :], per_channel, 0.0)
+            score = per_channel[:, keep].mean(axis=1)
+            c = int(keep.sum())
+        else:
+            score = per_channel.mean(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             contributions = per_channel / np.where(score > 0, score * c, 1.0)[:, None]
         elapsed = time.perf_counter() - t0

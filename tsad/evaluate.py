@@ -180,7 +180,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "skab": {"window": 32, "epochs": 30, "batch_size": 32, "patience": 5, "causal_tail": 1,
              "channels": (32, 16), "kernel_size": 5, "threshold": "max"},
     "msl": {"window": 64, "epochs": 15, "batch_size": 128, "patience": 3, "causal_tail": 1,
-            "channels": (32, 16), "kernel_size": 7, "threshold": "percentile", "threshold_q": 99.5},
+            "channels": (32, 16), "kernel_size": 7, "threshold": "percentile", "threshold_q": 99.5,
+            "score_channels": (0,)},  # the telemetry value; the 54 command channels are context
     "file": {"window": 32, "epochs": 30, "batch_size": 32, "patience": 5, "causal_tail": 1,
              "channels": (32, 16), "kernel_size": 5},
 }
