@@ -108,3 +108,8 @@ def test_writing_under_a_file_is_a_user_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a directory"):
         atomic_write_text(tmp_path / "file" / "out.txt", "y")
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path: Path) -> None:
+    atomic_write_text(tmp_path / "f.txt", "x")
+    assert (tmp_path / "f.txt").stat().st_mode & 0o044 == 0o044  # group/other can read, as with open()
