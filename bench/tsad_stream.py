@@ -56,7 +56,7 @@ def main() -> None:
         from tsad.monitor import Monitor
 
         rows = [["detect (batch, whole file)", n, n / detect_s, "", ""]]
-        for batch in (1, 64, 256):
+        for batch in (1, 16, 32, 64, 256):
             mon = Monitor(tmp / "m", str(src), alerts=str(tmp / "a.jsonl"), batch=batch, device="cpu")
             stats = mon.run()
             lat = np.array(stats.latencies_ms)

@@ -205,6 +205,8 @@ def monitor(
                                                "run stopped.")] = None,
     cooldown: Annotated[int, typer.Option("--cooldown", help="Normal records that close an alert.")] = 10,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Save state every N records.")] = 1000,
+    batch: Annotated[int, typer.Option("--batch", help="Score up to N waiting records together (throughput vs "
+                                       "latency; a record never waits for more input).")] = 32,
     idle_timeout: Annotated[float | None, typer.Option("--idle-timeout", help="With --follow: stop after this many "
                                                        "seconds without new data.")] = None,
     device: Annotated[str, typer.Option("--device", help="Where the model runs (cpu is fastest for one "
@@ -222,7 +224,7 @@ def monitor(
 
     setup_logging(quiet)
     mon = Monitor(model, input_path, fmt, alerts, str(emit_scores) if emit_scores else None, state, follow,
-                  cooldown, checkpoint_every, idle_timeout=idle_timeout, device=device)
+                  cooldown, checkpoint_every, batch, idle_timeout=idle_timeout, device=device)
     stats = mon.run()
     typer.echo(f"monitor: {stats.records} records, {stats.rejected} rejected, {stats.alerts} alert(s) in "
                f"{stats.seconds:.1f} s", err=True)

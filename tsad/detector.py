@@ -173,7 +173,8 @@ class WindowDetector:
         views = sliding_windows(scaled, self.window, 1)
         out = np.empty(views.shape, dtype=np.float32)
         for start in range(0, len(views), batch):
-            x = torch.from_numpy(np.ascontiguousarray(views[start:start + batch])).to(device)
+            chunk = np.ascontiguousarray(views[start:start + batch])
+            x = torch.from_numpy(chunk if chunk.flags.writeable else chunk.copy()).to(device)
             out[start:start + batch] = ((self._forward(x) - x) ** 2).cpu().numpy()
         return out
 

@@ -77,7 +77,7 @@ def _json(o: Any) -> Any:
 class Monitor:
     def __init__(self, model_dir: str | Path, input_path: str | None = None, fmt: str = "csv",
                  alerts: str | None = "-", scores: str | None = None, state_path: str | Path | None = None,
-                 follow: bool = False, cooldown: int = 10, checkpoint_every: int = 1000, batch: int = 256,
+                 follow: bool = False, cooldown: int = 10, checkpoint_every: int = 1000, batch: int = 32,
                  top_channels: int = 3, device: str = "cpu", poll_seconds: float = 0.2,
                  idle_timeout: float | None = None) -> None:
         self.detector = WindowDetector.load(model_dir, device=device)
