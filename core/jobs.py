@@ -82,6 +82,27 @@ def iter_table_chunks(path: str | os.PathLike[str], chunk_rows: int = 100_000,
         raise UserError(f"{path} is not UTF-8 text") from None
 
 
+def read_table(path: str | os.PathLike[str], what: str = "data file") -> pd.DataFrame:
+    """A whole CSV (separator sniffed) or Parquet file, with one-line errors for the usual problems."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a {what}")
+    if path.stat().st_size == 0:
+        raise UserError(f"{what} {path} is empty")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep=sniff_separator(path))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise UserError(f"{path} cannot be read: {str(exc).splitlines()[0]}") from None
+    if frame.empty:
+        raise UserError(f"{path} has no data rows")
+    return frame
+
+
 def sniff_separator(path: str | os.PathLike[str]) -> str:
     """`,`, `;` or tab, whichever splits the header line most (SKAB uses `;`)."""
     try:

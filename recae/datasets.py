@@ -83,27 +83,15 @@ def load_ml1m_items(data_dir: str | Path) -> pd.DataFrame:
 
 def load_ratings_file(path: str | Path, user_col: str = "user", item_col: str = "item", rating_col: str = "rating",
                       time_col: str | None = None) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"ratings file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise UserError(f"ratings file {path} is empty")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            from core.jobs import sniff_separator
+    from core.jobs import read_table
 
-            frame = pd.read_csv(path, sep=sniff_separator(path))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as exc:
-        raise UserError(f"{path} cannot be read: {str(exc).splitlines()[0]}") from None
+    path = Path(path)
+    frame = read_table(path, "ratings file")
     wanted = [user_col, item_col, rating_col] + ([time_col] if time_col else [])
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         available = ", ".join(map(str, frame.columns))
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}; available: {available}")
-    if frame.empty:
-        raise UserError(f"{path} has no rows")
     out = pd.DataFrame({"user": frame[user_col], "item": frame[item_col]})
     ratings = pd.to_numeric(frame[rating_col], errors="coerce")
     bad = ratings.isna() & frame[rating_col].notna() | ratings.isna()

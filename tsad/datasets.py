@@ -66,24 +66,9 @@ def fill_gaps(values: np.ndarray, max_gap: int = MAX_GAP) -> tuple[np.ndarray, d
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise UserError(f"data file {path} does not exist")
-    if path.is_dir():
-        raise UserError(f"{path} is a directory, not a data file")
-    if path.stat().st_size == 0:
-        raise UserError(f"{path} is empty")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            from core.jobs import sniff_separator
+    from core.jobs import read_table
 
-            frame = pd.read_csv(path, sep=sniff_separator(path))
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise UserError(f"{path} cannot be read: {str(exc).splitlines()[0]}") from None
-    if frame.empty:
-        raise UserError(f"{path} has no data rows")
-    return frame
+    return read_table(path, "data file")
 
 
 def frame_to_series(frame: pd.DataFrame, name: str, time_col: str | None = None,
