@@ -48,6 +48,21 @@ def _frame(dataset: str, user_col: str, item_col: str, rating_col: str, time_col
     return resolve_dataset(dataset, _data_root(), user_col, item_col, rating_col, time_col)
 
 
+def _split(dataset: str, split: str, user_col: str, item_col: str, rating_col: str, time_col: str | None,
+           seed: int):  # noqa: ANN202 - (train frame, test frame or None)
+    """The train/test frames of an explicit split; the official folds read ML-100K's own files."""
+    from data.registry import ensure_dataset
+    from recae.datasets import ML100K_FOLDS
+    from recae.evaluate import split_ratings
+
+    if split in ML100K_FOLDS:
+        ensure_dataset("ml-100k")
+        frame = None
+    else:
+        frame = _frame(dataset, user_col, item_col, rating_col, time_col)
+    return split_ratings(dataset, split, _data_root(), frame, seed)
+
+
 @app.command()
 @cli_errors
 def train(
@@ -70,7 +85,6 @@ def train(
 
     Example: ae recae train --dataset ml-100k --model autorec --out models/autorec
     """
-    from recae.evaluate import split_ratings
     from recae.models import check_model
     from recae.recommender import AutoencoderRecommender
 
@@ -78,13 +92,7 @@ def train(
     check_model(model)
     if split == "users":
         raise UserError("--split users is an evaluation protocol; use it with `ae recae evaluate`")
-    frame = None if split in ("u1", "u2", "u3", "u4", "u5", "ua", "ub") else _frame(dataset, user_col, item_col,
-                                                                                    rating_col, time_col)
-    if frame is None:
-        from data.registry import ensure_dataset
-
-        ensure_dataset("ml-100k")
-    train_frame, _ = split_ratings(dataset, split, _data_root(), frame, seed)
+    train_frame, _ = _split(dataset, split, user_col, item_col, rating_col, time_col, seed)
     rec = AutoencoderRecommender(model=model, epochs=epochs, device=device, seed=seed, progress=not quiet)
     rec.fit(train_frame)
     rec.save(out, metrics={"final_train_loss": rec.history_.train_loss[-1]},
@@ -115,7 +123,7 @@ def evaluate(
     Example: ae recae evaluate --dataset ml-100k --split u1 --model autorec --json u1.json
     """
     from core.atomic import atomic_write_text
-    from recae.evaluate import SPLITS, evaluate_explicit, evaluate_users, split_ratings
+    from recae.evaluate import SPLITS, evaluate_explicit, evaluate_users
     from recae.models import EXPLICIT, check_model
     from recae.recommender import AutoencoderRecommender
 
@@ -134,14 +142,7 @@ def evaluate(
     if split == "users":
         result = evaluate_users(rec, _frame(dataset, user_col, item_col, rating_col, time_col), seed)
     else:
-        frame = None
-        if split not in ("u1", "u2", "u3", "u4", "u5", "ua", "ub"):
-            frame = _frame(dataset, user_col, item_col, rating_col, time_col)
-        else:
-            from data.registry import ensure_dataset
-
-            ensure_dataset("ml-100k")
-        train_frame, test_frame = split_ratings(dataset, split, _data_root(), frame, seed)
+        train_frame, test_frame = _split(dataset, split, user_col, item_col, rating_col, time_col, seed)
         result = evaluate_explicit(rec, train_frame, test_frame)
     keys = list(result["metrics"])
     rows = [[f"{model} (ours)", *[result["metrics"][k] for k in keys]]]

@@ -206,3 +206,4 @@ def test_score_folder_manifest_idempotence_and_exit_codes(model: Path, tmp_path:
     missing = runner.invoke(app, ["tsad", "score", "--model", str(model), "--input", str(tmp_path / "none.csv"),
                                   "--out", str(tmp_path / "x.parquet")])
     assert missing.exit_code == 2 and not (tmp_path / "x.parquet").exists()
+    assert not (tmp_path / "x.parquet.manifest.json").exists()

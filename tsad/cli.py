@@ -269,10 +269,12 @@ def score(
             return
     try:
         result = score_inputs(model, inputs, out, series_col, chunk_rows, device=device, progress=not quiet)
-    except Exception as exc:
+    except UserError:
+        raise  # bad arguments or inputs: one line on stderr, nothing written
+    except Exception as exc:  # a real failure: record it so a scheduler can see why
         failed = RunManifest(job="tsad score", model_path=str(model), model_hash="", params=params)
         failed.reject("*", f"{type(exc).__name__}: {exc}")
-        failed.finish(2 if isinstance(exc, UserError) else EXIT_FAILURE)
+        failed.finish(EXIT_FAILURE)
         if manifest_path.parent.is_dir():
             failed.write(manifest_path)
         raise
