@@ -1,7 +1,9 @@
 """The recommender's networks, all `core` autoencoders, and how each is trained.
 
-- course: the classic course example, 20-10-20 sigmoid, RMSprop(lr 0.01, weight decay 0.5),
-  loss only on rated movies; batched instead of one user per step.
+- course: the classic course example, 20-10-20 sigmoid, RMSprop(weight decay 0.5), loss only on
+  rated movies, gradients never zeroed; batched (64 users a step) instead of one user per step, with
+  the per-user losses summed so the accumulated gradient is the same sum over users as the
+  original's, and lr 0.02 instead of 0.01 because it takes 15x fewer steps per epoch.
 - autorec: I-AutoRec (Sedhain et al. 2015): each item's vector of user ratings in, one sigmoid
   layer of 500, identity out, L2 on the weights, loss on observed ratings only.
 - deeprec: NVIDIA DeepRec style, user-based: SELU, heavy dropout on the code, dense re-feeding.
@@ -42,7 +44,7 @@ class Recipe:
 
 
 RECIPES = {
-    "course": Recipe(epochs=200, batch_size=4, optimizer="rmsprop", lr=0.01, weight_decay=0.5),
+    "course": Recipe(epochs=200, batch_size=64, optimizer="rmsprop", lr=0.02, weight_decay=0.5),
     "autorec": Recipe(epochs=150, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0),
     "deeprec": Recipe(epochs=60, batch_size=32, optimizer="adam", lr=1e-3, weight_decay=0.0),
     "multdae": Recipe(epochs=100, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-5),
@@ -123,14 +125,17 @@ class RefeedObjective:
 
 class CourseObjective:
     """The course's loss: squared error on rated movies (unrated outputs zeroed), averaged over all
-    movies; its gradients are never reset between steps (the original omits zero_grad, and its
-    result depends on that), see TrainConfig.accumulate_grad."""
+    movies per user and summed over the users of a batch. The original steps once per user and
+    never resets its gradients (it omits zero_grad, and its result depends on that, see
+    TrainConfig.accumulate_grad), so each step follows the sum of every user gradient so far;
+    summing over the batch keeps that sum the same when 64 users share a step (a batch mean would
+    shrink it 64-fold against the weight decay)."""
 
     def __call__(self, model: nn.Module, batch: Any, epoch: float, training: bool) -> tuple[torch.Tensor, dict]:
         x, target = batch
         out = model(x) * (target > 0)
-        loss = ((out - target) ** 2).mean()
-        return loss, {"recon": float(loss.detach())}
+        per_user = ((out - target) ** 2).mean(dim=1)
+        return per_user.sum(), {"recon": float(per_user.detach().mean())}
 
 
 class L2Objective:
