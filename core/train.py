@@ -1,6 +1,7 @@
 """Trainer: one plain fit loop for every autoencoder and app.
 
-Mini-batches, optimiser choice, weight decay, a validation split, early stopping that restores the
+Mini-batches (or full-batch L-BFGS, where an epoch is a few L-BFGS iterations over the whole
+training set), optimiser choice, weight decay, a validation split, early stopping that restores the
 best weights, loss history, gradient clipping, mixed precision on CUDA and a rich progress bar on
 stderr. Seeded, so CPU runs repeat exactly.
 """
@@ -25,7 +26,7 @@ from core.objective import ReconstructionObjective
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "lbfgs")
 
 Objective = Callable[[nn.Module, Any, float, bool], "tuple[torch.Tensor, dict]"]
 
@@ -79,6 +80,7 @@ class TrainConfig:
     device: str = "auto"
     shuffle: bool = True
     accumulate_grad: bool = False  # never zero gradients: only to reproduce code that forgot zero_grad
+    lbfgs_iterations: int = 10  # optimizer "lbfgs": full-batch iterations per epoch
     progress: bool = False
     description: str = "training"
 
@@ -95,6 +97,8 @@ class TrainConfig:
             raise UserError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.lbfgs_iterations < 1:
+            raise UserError("lbfgs_iterations must be at least 1")
         if self.patience is not None and self.patience < 1:
             raise UserError("patience must be at least 1")
 
@@ -146,6 +150,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "lbfgs":
+        # lbfgs_iterations per epoch (the state carries across calls; torch's L-BFGS stalls when
+        # resumed after single iterations); the epochs bound the work, so the tolerances only stop it
+        # at an exact optimum (the defaults stop a mean-scaled loss, whose gradients are tiny, early)
+        return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=cfg.lbfgs_iterations, history_size=10,
+                                 line_search_fn="strong_wolfe",
+                                 tolerance_grad=1e-15, tolerance_change=1e-15)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
@@ -188,31 +199,19 @@ class Trainer:
         history = History()
         best_loss, best_state, waited = math.inf, None, 0
         n_batches = max(1, train_src.n_batches(cfg.batch_size))
+        full_batch = None
+        if cfg.optimizer == "lbfgs":  # the whole training set as one batch, moved to the device once
+            full_batch = to_device(next(iter(train_src.batches(2 ** 62, False, generator))), device)
         start = time.perf_counter()
         with _progress(cfg.progress, cfg.description, cfg.epochs) as prog:
             task = prog.add_task(cfg.description, total=cfg.epochs, status="") if prog else None
             for epoch in range(cfg.epochs):
                 model.train()
-                total, count, parts_sum = 0.0, 0, {}
-                for i, batch in enumerate(train_src.batches(cfg.batch_size, cfg.shuffle, generator)):
-                    batch = to_device(batch, device)
-                    with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                        loss, parts = self.objective(model, batch, epoch + i / n_batches, True)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}; "
-                                                 "try a lower learning rate or gradient clipping")
-                    if not cfg.accumulate_grad:
-                        optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if cfg.clip_grad_norm:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    total += float(loss.detach())
-                    count += 1
-                    for k, v in parts.items():
-                        parts_sum[k] = parts_sum.get(k, 0.0) + v
+                if full_batch is not None:
+                    total, count, parts_sum = self._lbfgs_epoch(model, optimizer, full_batch, epoch)
+                else:
+                    total, count, parts_sum = self._minibatch_epoch(model, optimizer, scaler, train_src, generator,
+                                                                    epoch, n_batches, device, use_amp, amp_dtype)
                 train_loss = total / max(count, 1)
                 history.train_loss.append(train_loss)
                 history.parts.append({k: v / max(count, 1) for k, v in parts_sum.items()})
@@ -240,6 +239,55 @@ class Trainer:
         model.eval()
         history.seconds = time.perf_counter() - start
         return history
+
+    def _check_finite(self, loss: torch.Tensor, epoch: int) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}; "
+                                     "try a lower learning rate or gradient clipping")
+
+    def _minibatch_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any, train_src: Any,
+                         generator: torch.Generator, epoch: int, n_batches: int, device: torch.device,
+                         use_amp: bool, amp_dtype: torch.dtype) -> tuple[float, int, dict[str, float]]:
+        cfg = self.config
+        total, count, parts_sum = 0.0, 0, {}
+        for i, batch in enumerate(train_src.batches(cfg.batch_size, cfg.shuffle, generator)):
+            batch = to_device(batch, device)
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                loss, parts = self.objective(model, batch, epoch + i / n_batches, True)
+            self._check_finite(loss, epoch)
+            if not cfg.accumulate_grad:
+                optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.clip_grad_norm:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            total += float(loss.detach())
+            count += 1
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v
+        return total, count, parts_sum
+
+    def _lbfgs_epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch: Any,
+                     epoch: int) -> tuple[float, int, dict[str, float]]:
+        """`lbfgs_iterations` L-BFGS iterations on the full batch; weight decay enters as an explicit L2 term since
+        L-BFGS has none. Returns the objective before the step, like the mini-batch path."""
+        decay = self.config.weight_decay
+        seen: dict[str, Any] = {}
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss, parts = self.objective(model, batch, float(epoch), True)
+            if decay > 0:
+                loss = loss + decay / 2 * sum((p ** 2).sum() for p in model.parameters() if p.requires_grad)
+            self._check_finite(loss, epoch)
+            loss.backward()
+            seen.setdefault("parts", parts)
+            return loss
+
+        loss = optimizer.step(closure)
+        return float(loss.detach()), 1, dict(seen.get("parts", {}))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: Any, epoch: float = 0.0, device: torch.device | None = None) -> float:

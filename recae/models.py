@@ -45,7 +45,7 @@ class Recipe:
 
 RECIPES = {
     "course": Recipe(epochs=200, batch_size=64, optimizer="rmsprop", lr=0.02, weight_decay=0.5),
-    "autorec": Recipe(epochs=150, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0),
+    "autorec": Recipe(epochs=20, batch_size=64, optimizer="lbfgs", lr=1.0, weight_decay=0.0),
     "deeprec": Recipe(epochs=60, batch_size=32, optimizer="adam", lr=1e-3, weight_decay=0.0),
     "multdae": Recipe(epochs=100, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-5),
     "multvae": Recipe(epochs=150, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0),

@@ -39,7 +39,22 @@ def test_every_optimizer_reduces_loss(optimizer: str) -> None:
     assert history.train_loss[-1] < history.train_loss[0]
 
 
+def test_lbfgs_runs_full_batch_and_beats_one_sgd_pass() -> None:
+    _, lbfgs = _fit(epochs=5, optimizer="lbfgs", lr=1.0, batch_size=7)
+    _, sgd = _fit(epochs=5, optimizer="sgd", lr=0.01, batch_size=7)
+    assert lbfgs.train_loss == sorted(lbfgs.train_loss, reverse=True)  # the full objective never rises
+    assert lbfgs.train_loss[-1] < sgd.train_loss[-1]
+
+
+def test_lbfgs_weight_decay_shrinks_weights() -> None:
+    plain, _ = _fit(epochs=5, optimizer="lbfgs", lr=1.0)
+    decayed, _ = _fit(epochs=5, optimizer="lbfgs", lr=1.0, weight_decay=1.0)
+    norm = lambda m: sum(float((p.detach() ** 2).sum()) for p in m.parameters())  # noqa: E731
+    assert norm(decayed) < norm(plain)
+
+
 @pytest.mark.parametrize("kw,message", [
+    ({"optimizer": "lbfgs", "lbfgs_iterations": 0}, "lbfgs_iterations"),
     ({"epochs": -1}, "epochs"),
     ({"batch_size": 0}, "batch size"),
     ({"lr": 0}, "learning rate"),
