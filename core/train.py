@@ -81,6 +81,7 @@ class TrainConfig:
     shuffle: bool = True
     accumulate_grad: bool = False  # never zero gradients: only to reproduce code that forgot zero_grad
     lbfgs_iterations: int = 10  # optimizer "lbfgs": full-batch iterations per epoch
+    restore_best: bool = False  # end with the weights of the best monitored epoch, even without early stopping
     progress: bool = False
     description: str = "training"
 
@@ -184,11 +185,14 @@ class Trainer:
         self.objective = objective or ReconstructionObjective()
 
     def fit(self, model: nn.Module, train: Any, val: Any = None) -> History:
+        """`val`: data scored with the objective, or a callable `val(model) -> float` (lower is
+        better), e.g. minus a ranking metric on validation users, for what the loss cannot tell."""
         cfg = self.config
         cfg.validate()
         device = resolve_device(cfg.device)
         generator = seed_everything(cfg.seed)
-        train_src, val_src = as_source(train), as_source(val)
+        monitor = val if callable(val) and not hasattr(val, "batches") else None
+        train_src, val_src = as_source(train), (None if monitor else as_source(val))
         if val_src is None and cfg.val_fraction > 0 and isinstance(train_src, TensorSource):
             train_src, val_src = _split(train_src, cfg.val_fraction, generator)
         model.to(device)
@@ -216,13 +220,18 @@ class Trainer:
                 history.train_loss.append(train_loss)
                 history.parts.append({k: v / max(count, 1) for k, v in parts_sum.items()})
                 monitored = train_loss
-                if val_src is not None:
-                    val_loss = self.evaluate(model, val_src, epoch + 1.0, device)
+                if monitor is not None or val_src is not None:
+                    if monitor is not None:
+                        model.eval()
+                        with torch.no_grad():
+                            val_loss = float(monitor(model))
+                    else:
+                        val_loss = self.evaluate(model, val_src, epoch + 1.0, device)
                     history.val_loss.append(val_loss)
                     monitored = val_loss
                 if monitored < best_loss - cfg.min_delta:
                     best_loss, waited, history.best_epoch = monitored, 0, epoch
-                    if cfg.patience is not None:
+                    if cfg.patience is not None or cfg.restore_best:
                         best_state = copy.deepcopy(model.state_dict())
                 else:
                     waited += 1

@@ -66,7 +66,8 @@ def evaluate_explicit(rec: AutoencoderRecommender, train: pd.DataFrame, test: pd
 def evaluate_users(rec: AutoencoderRecommender, frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     split = heldout_users_split(frame, seed=seed)
     t0 = time.perf_counter()
-    rec.fit(split.train.assign(rating=5.0) if rec.implicit else split.train)
+    validation = (split.val_fold_in, split.val_target) if rec.implicit else None
+    rec.fit(split.train.assign(rating=5.0) if rec.implicit else split.train, validation=validation)
     train_seconds = time.perf_counter() - t0
     users = IdMap(split.test_fold_in["user"])
     fold = to_csr(split.test_fold_in, users, rec.item_map_)

@@ -23,7 +23,7 @@ from core.errors import ArtifactError, UserError
 from core.train import History, TrainConfig, Trainer
 from recae import models as M
 from recae.interactions import IdMap, Interactions, to_csr
-from recae.metrics import topk_indices
+from recae.metrics import evaluate_topn, topk_indices
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,11 @@ class AutoencoderRecommender:
         return self.model not in M.EXPLICIT
 
     # ---------------------------------------------------------------------------------------- fit
-    def fit(self, ratings: pd.DataFrame) -> AutoencoderRecommender:
+    def fit(self, ratings: pd.DataFrame,
+            validation: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> AutoencoderRecommender:
+        """`validation`: (fold-in, held-out) positives of users outside `ratings`, for the
+        implicit models: training then keeps the epoch with the best validation NDCG@100 (the Mult-VAE
+        paper's model selection); without it they train the recipe's fixed number of epochs."""
         M.check_model(self.model)
         if self.epochs is not None and self.epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}")
@@ -73,13 +77,31 @@ class AutoencoderRecommender:
                           lr=self.lr or recipe.lr,
                           weight_decay=recipe.weight_decay if self.weight_decay is None else self.weight_decay,
                           seed=self.seed, device=self.device, progress=self.progress,
-                          accumulate_grad=self.model == "course",
+                          accumulate_grad=self.model == "course", restore_best=validation is not None,
                           description=f"recae {self.model}")
-        objective = M.objective(self.model, self.l2, source.n_batches(cfg.batch_size), epochs)
-        self.history_: History = Trainer(cfg, objective).fit(self.module_, source)
+        if validation is not None and self.epochs is None:
+            cfg.epochs = recipe.max_epochs_with_validation or epochs
+        objective = M.objective(self.model, self.l2, source.n_batches(cfg.batch_size), cfg.epochs)
+        monitor = self._validation_monitor(*validation) if validation is not None else None
+        self.history_: History = Trainer(cfg, objective).fit(self.module_, source, monitor)
         self.module_.eval()
         self._full = None
         return self
+
+    def _validation_monitor(self, fold_in: pd.DataFrame, target: pd.DataFrame) -> Any:
+        if not self.implicit:
+            raise UserError(f"validation users select epochs for the top-N models, not {self.model}")
+        users = IdMap(fold_in["user"])
+        fold, held = to_csr(fold_in, users, self.item_map_), to_csr(target, users, self.item_map_)
+        keep = (np.diff(fold.indptr) > 0) & (np.diff(held.indptr) > 0)
+        if not keep.any():
+            raise UserError("no validation user has both fold-in and held-out positives")
+        fold, held = fold[keep], held[keep]
+
+        def minus_ndcg(_model: Any) -> float:
+            return -evaluate_topn(self._forward_rows(fold), held, ks=(100,), seen=fold)["ndcg@100"]
+
+        return minus_ndcg
 
     # ----------------------------------------------------------------------------- raw scoring
     def _check(self) -> None:

@@ -125,6 +125,21 @@ def test_every_model_trains_and_round_trips(model: str, tmp_path: Path) -> None:
         AutoencoderRecommender.load(tmp_path / "m")
 
 
+def test_validation_users_pick_the_epoch_kept() -> None:
+    frame = _ratings(n_users=80)
+    train = frame[frame["user"] <= 60]
+    held = frame[(frame["user"] > 60) & (frame["rating"] >= 4)].assign(rating=1.0)
+    fold_in, target = held.iloc[::2], held.iloc[1::2]
+    rec = AutoencoderRecommender(model="multdae", epochs=6, device="cpu").fit(train, validation=(fold_in, target))
+    h = rec.history_
+    assert len(h.val_loss) == 6 and all(-1.0 <= v <= 0.0 for v in h.val_loss)  # minus NDCG@100
+    assert h.val_loss[h.best_epoch] == min(h.val_loss)
+    again = AutoencoderRecommender(model="multdae", epochs=h.best_epoch + 1, device="cpu").fit(train)
+    np.testing.assert_allclose(rec.score_rows(np.arange(5)), again.score_rows(np.arange(5)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(UserError, match="top-N"):
+        AutoencoderRecommender(model="course", epochs=1, device="cpu").fit(train, validation=(fold_in, target))
+
+
 def test_ratings_file_loader_errors_and_duplicates(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     path.write_text("u,i,r,t\n1,10,4,5\n1,10,2,9\n2,10,3,1\n")
