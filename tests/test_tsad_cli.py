@@ -117,13 +117,27 @@ def test_evaluate_rejects_unknown_benchmark() -> None:
     assert result.exit_code == 2 and "unknown benchmark" in result.output
 
 
+@pytest.fixture(scope="module")
+def smoothed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("tsad_smooth")
+    _series(d / "train.csv")
+    out = d / "model"
+    result = runner.invoke(app, ["tsad", "train", "--data", str(d / "train.csv"), "--out", str(out), "--smooth", "5",
+                                 *TRAIN_ARGS])
+    assert result.exit_code == 0, result.output
+    return out
+
+
 # ---------------------------------------------------------------------------------------- monitor
 def _monitor(model: Path, data: Path, alerts: Path, *extra: str):
     return runner.invoke(app, ["tsad", "monitor", "--model", str(model), "--input", str(data), "--alerts",
                                str(alerts), "--quiet", *extra])
 
 
-def test_monitor_matches_detect_and_skips_bad_records(model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fixture", ["model", "smoothed_model"])
+def test_monitor_matches_detect_and_skips_bad_records(fixture: str, request: pytest.FixtureRequest,
+                                                      tmp_path: Path) -> None:
+    model = request.getfixturevalue(fixture)
     data = _series(tmp_path / "s.csv", n=300, spike=200, seed=2)
     runner.invoke(app, ["tsad", "detect", "--model", str(model), "--data", str(data), "--out",
                         str(tmp_path / "d.csv"), "--device", "cpu"])

@@ -43,16 +43,25 @@ def test_scaler_uses_training_statistics_only() -> None:
     assert s.transform(test).min() > 100  # the test data did not move the statistics
 
 
-def test_causal_scores_never_look_ahead() -> None:
+@pytest.mark.parametrize("smooth", [1, 7])
+def test_causal_scores_never_look_ahead(smooth: int) -> None:
     x = _wave(300)
-    det = _small().fit(x[:200])
+    det = _small(smooth=smooth).fit(x[:200])
     a = det.score(x, mode="causal").score
     y = x.copy()
     y[250:] += 50.0
     b = det.score(y, mode="causal").score
     np.testing.assert_array_equal(a[:250], b[:250])
-    assert np.isnan(a[:15]).all() and np.isfinite(a[15:]).all()
+    assert np.isnan(a[:15 + smooth - 1]).all() and np.isfinite(a[15 + smooth - 1:]).all()
     assert b[260] > a[260]
+
+
+def test_smoothing_is_the_trailing_mean_of_raw_scores() -> None:
+    x = _wave(300)
+    raw = _small().fit(x[:200]).score(x).score
+    smoothed = _small(smooth=7).fit(x[:200]).score(x).score
+    expected = pd.Series(raw).rolling(7, min_periods=7).mean().to_numpy()
+    np.testing.assert_allclose(smoothed, expected, rtol=1e-6, equal_nan=True)
 
 
 def test_offline_mode_and_contributions_name_the_channel() -> None:

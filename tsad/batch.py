@@ -134,7 +134,7 @@ def _score_chunk(det: WindowDetector, chunk: pd.DataFrame, offset: int, path: Pa
         frame["score_prob"] = result.score_prob[-n:]
         frame["is_anomaly"] = result.is_anomaly[-n:]
         frames.append(frame)
-        ctx.values = data[-(det.window - 1):]
+        ctx.values = data[max(0, len(data) - det.context_rows):]
     for r in sorted(reasons):
         manifest.reject(str(path), reasons[r], int(rows[r]))
     if reasons:

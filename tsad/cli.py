@@ -38,6 +38,8 @@ def train(
     epochs: Annotated[int, typer.Option("--epochs", help="Maximum training epochs (early stopping on).")] = 50,
     threshold: Annotated[str, typer.Option("--threshold", help="max (largest training error), percentile, "
                                            "contamination or pot (extreme value).")] = "max",
+    smooth: Annotated[int, typer.Option("--smooth", help="Average each score over the last N rows (causal): "
+                                        "favours lasting deviations over one-row spikes.")] = 1,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -53,7 +55,7 @@ def train(
     setup_logging(quiet, verbose)
     series = load_table(data, time_col, _cols(value_cols))
     det = WindowDetector(window=window, stride=stride, model=model, denoise=denoise, epochs=epochs,
-                         threshold=threshold, device=device, seed=seed, progress=not quiet)
+                         threshold=threshold, smooth=smooth, device=device, seed=seed, progress=not quiet)
     det.fit(series, time_col=time_col or (series.timestamps.name if series.timestamps is not None else None))
     det.save(out, metrics={"train": det.train_stats_})
     typer.echo(f"trained on {len(series)} rows x {len(series.channels)} channel(s) ({', '.join(series.channels)}); "

@@ -8,6 +8,9 @@ Scoring modes:
   points of the window ending at t (the whole window by default). The first `window − 1` rows
   have no complete window and get NaN (probability 0, never an alert).
 - offline: each point's squared error averaged over every window covering it.
+`smooth` > 1 then averages each score over the trailing `smooth` rows (still causal; telemanom
+smooths its errors the same way), so a lasting deviation outranks a one-row spike. Streams keep
+`context_rows` rows of history to reproduce batch scores exactly.
 Per-channel contributions are each channel's share of the score, so an alert names the sensors.
 """
 
@@ -52,6 +55,17 @@ class Scores:
     points_per_second: float = 0.0
 
 
+def trailing_mean(x: np.ndarray, span: int) -> np.ndarray:
+    """Mean of each row and the span − 1 before it, along axis 0; NaN until span finite rows exist."""
+    out = np.full(x.shape, np.nan)
+    filled = np.nan_to_num(x, nan=0.0)
+    csum = np.cumsum(np.vstack([np.zeros((1,) + x.shape[1:]), filled]), axis=0)
+    valid = np.cumsum(np.vstack([np.zeros((1,) + x.shape[1:]), np.isfinite(x)]), axis=0)
+    total, count = csum[span:] - csum[:-span], valid[span:] - valid[:-span]
+    out[span - 1:] = np.where(count == span, total / span, np.nan)
+    return out
+
+
 class _Flatten(nn.Module):
     """Lets a DenseAE read (batch, channels, length) windows."""
 
@@ -70,7 +84,7 @@ class WindowDetector:
                  lr: float = 1e-3, val_fraction: float = 0.1, patience: int | None = 5, threshold: str = "max",
                  threshold_q: float = 99.0, contamination: float = 0.01, risk: float = 1e-3,
                  threshold_margin: float = 1.0, causal_tail: int | None = None,
-                 score_channels: tuple[int, ...] | None = None, device: str = "auto", seed: int = 0,
+                 score_channels: tuple[int, ...] | None = None, smooth: int = 1, device: str = "auto", seed: int = 0,
                  progress: bool = False) -> None:
         self.window, self.stride, self.model = window, stride, model
         self.channels, self.kernel_size, self.dropout = tuple(channels), kernel_size, dropout
@@ -83,13 +97,14 @@ class WindowDetector:
         # channels whose error makes the score (all by default); the others are context only, as
         # MSL's command channels are for its telemetry channel
         self.score_channels = tuple(score_channels) if score_channels is not None else None
+        self.smooth = smooth
         self.device, self.seed, self.progress = device, seed, progress
 
     # ------------------------------------------------------------------ parameters and the network
     def get_params(self) -> dict[str, Any]:
         keys = ("window", "stride", "model", "channels", "kernel_size", "dropout", "latent_size", "hidden", "denoise",
                 "noise_level", "epochs", "batch_size", "lr", "val_fraction", "patience", "threshold", "threshold_q",
-                "contamination", "risk", "threshold_margin", "causal_tail", "score_channels", "seed")
+                "contamination", "risk", "threshold_margin", "causal_tail", "score_channels", "smooth", "seed")
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in ((k, getattr(self, k)) for k in keys)}
 
     def _validate(self) -> None:
@@ -103,8 +118,15 @@ class WindowDetector:
             raise UserError("--window must be at least 4")
         if self.epochs < 1:
             raise UserError("--epochs must be at least 1")
+        if self.smooth < 1:
+            raise UserError("--smooth must be at least 1")
         if self.causal_tail is not None and not 1 <= self.causal_tail <= self.window:
             raise UserError("causal_tail must be between 1 and the window length")
+
+    @property
+    def context_rows(self) -> int:
+        """Rows of history a new row's score depends on (besides itself)."""
+        return self.window - 1 + self.smooth - 1
 
     def _build(self, n_channels: int) -> nn.Module:
         if self.model == "conv":
@@ -196,6 +218,8 @@ class WindowDetector:
                 per_channel = total / count[:, None]
             else:
                 raise UserError(f"unknown mode {mode!r}; choose causal or offline")
+            if self.smooth > 1:
+                per_channel = trailing_mean(per_channel, self.smooth)
         if self.score_channels is not None:
             keep = np.zeros(c, dtype=bool)
             keep[list(self.score_channels)] = True

@@ -1,9 +1,9 @@
 """The live monitor behind `ae tsad monitor`: records in, causal scores, debounced alerts out.
 
 Records are scored in micro-batches (whatever has arrived, up to `batch` records) against a ring
-buffer of the last `window − 1` rows, so each score equals the causal score `detect` gives for the
-same row. A missing reading is filled with the channel's last value (the causal form of the gap
-policy). Malformed records are counted, logged with their line number and skipped.
+buffer of the last `context_rows` rows (window − 1, plus smooth − 1), so each score equals the
+causal score `detect` gives for the same row. A missing reading is filled with the channel's last
+value (the causal form of the gap policy). Malformed records are counted, logged with their line number and skipped.
 State (input position, buffer, open alert, output sizes) is checkpointed atomically every
 `checkpoint_every` records, on SIGINT/SIGTERM and at the end; see tsad.stream for why that makes
 output exactly-once across restarts.
@@ -100,8 +100,9 @@ class Monitor:
             self.debouncer.restore(self.state.debouncer)
         self.alerts = _Output(alerts, self.state.alerts_bytes if resume else None)
         self.scores = _Output(scores, self.state.scores_bytes if resume else None) if scores else None
-        w, c = self.detector.window, len(self.detector.channel_names_)
-        self.buffer = np.asarray(self.state.buffer, dtype=float).reshape(-1, c)[-(w - 1):]
+        keep, c = self.detector.context_rows, len(self.detector.channel_names_)
+        buffer = np.asarray(self.state.buffer, dtype=float).reshape(-1, c)
+        self.buffer = buffer[max(0, len(buffer) - keep):]
         self.stats = MonitorStats(records=self.state.records, rejected=self.state.rejected)
         self._stop = False
 
@@ -206,8 +207,7 @@ class Monitor:
                 self._emit_alert(alert)
             self.stats.latencies_ms.append((done - arrived) * 1000.0)
         self.stats.records += n
-        w = self.detector.window
-        self.buffer = data[-(w - 1):] if w > 1 else data[:0]
+        self.buffer = data[max(0, len(data) - self.detector.context_rows):]
 
     def _emit_alert(self, alert: dict[str, Any]) -> None:
         self.alerts.write(alert)
