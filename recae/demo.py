@@ -22,7 +22,7 @@ def run(data_dir: Path, out: Path, device: str, seed: int, quick: bool, progress
     items = load_items("ml-100k", data_dir)
     section = Section("Movie recommendations (MovieLens 100K, official split u1)")
     rows, histories, best = [], {}, None
-    for model, epochs in (("course", 20 if quick else 200), ("autorec", 10 if quick else 150)):
+    for model, epochs in (("course", 20 if quick else 200), ("autorec", 5 if quick else 20)):
         rec = AutoencoderRecommender(model=model, epochs=epochs, device=device, seed=seed, progress=progress)
         result = evaluate_explicit(rec, train, test)
         m, b = result["metrics"], result["baselines"]["bias"]
