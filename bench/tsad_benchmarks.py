@@ -33,6 +33,8 @@ def main() -> None:
             doc = json.loads(out.read_text())
             keys = [k for k in doc["metrics"] if k != "points_per_second"]
             rows = [[f"{doc['model']} AE (ours)", *[doc["metrics"][k] for k in keys]]]
+            rows += [[f"{doc['model']} AE, {n.replace('_', ' ')} (ablation)", *[m.get(k, "") for k in keys]]
+                     for n, m in doc.get("ablations", {}).items()]
             rows += [[n, *[m.get(k, "") for k in keys]] for n, m in doc["baselines"].items()]
             table(f"{bench.upper()} ({time.perf_counter() - t0:.0f} s wall, scoring "
                   f"{doc['metrics']['points_per_second']:,} points/s)", ["detector", *keys], rows)

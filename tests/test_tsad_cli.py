@@ -105,6 +105,8 @@ def test_evaluate_nab_slice(data_dir: Path, tmp_path: Path, monkeypatch: pytest.
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "n.json").read_text())
     assert {"nab_standard", "nab_low_fp", "nab_low_fn"} <= set(doc["metrics"])
+    assert set(doc["ablations"]["ae_without_level"]) == {"nab_standard", "nab_low_fp", "nab_low_fn"}
+    assert "ae without level (ablation)" in result.output
     written = list((tmp_path / "nab").rglob("*.csv"))
     assert len(written) == 2
     out = pd.read_csv(written[0])

@@ -186,3 +186,16 @@ def test_real_loaders_read_slices(data_dir: Path) -> None:
     assert msl.train.values.shape[1] == 55 and msl.test.labels.sum() > 0
     frame = pd.read_csv(data_dir / "nab" / "data" / "realKnownCause" / "nyc_taxi.csv", nrows=5)
     assert list(frame.columns) == ["timestamp", "value"]
+
+
+def test_nab_post_processing_is_causal_and_level_adds_shifts() -> None:
+    from tsad.postprocess import nab_anomaly_score
+
+    rng = np.random.default_rng(0)
+    surprise = np.abs(rng.standard_normal(800))
+    level = np.zeros(800)
+    level[600] = 12.0  # a level shift the reconstruction error did not see
+    alone, both = nab_anomaly_score(surprise), nab_anomaly_score(surprise, level=level)
+    assert both[600] > alone[600] and both[600] > 0.9
+    np.testing.assert_array_equal(alone[:600], both[:600])  # the future shift changes no earlier row
+    assert ((0 <= both) & (both < 1)).all()

@@ -6,6 +6,12 @@ tail probability: adapts to slow drift the training data never showed (in the sp
 "anomaly likelihood"). `onsets`: keep a score only when it exceeds every score in the previous
 `peak_window` rows, so a long anomalous stretch raises one alarm at its start instead of hundreds.
 Both use only past rows.
+
+`level` (optional, in `nab_anomaly_score`): a second surprise, such as how far the value itself is
+from its recent past (tsad.baselines.RollingZScore), taken row by row as the larger of the two
+before onsets. An autoencoder trained on a short normal stretch sees shapes; the level check sees
+shifts in the value's level that the error adapts to. On NAB the two together score about 8
+points above the autoencoder alone (see the README).
 """
 
 from __future__ import annotations
@@ -34,5 +40,9 @@ def squash(surprise: np.ndarray, scale: float = 4.0) -> np.ndarray:
     return 1.0 - np.exp(-np.nan_to_num(np.asarray(surprise, dtype=float), nan=0.0) / scale)
 
 
-def nab_anomaly_score(surprise: np.ndarray, long: int = 1000, short: int = 1, peak_window: int = 100) -> np.ndarray:
-    return squash(onsets(likelihood(surprise, long, short), peak_window))
+def nab_anomaly_score(surprise: np.ndarray, long: int = 1000, short: int = 1, peak_window: int = 100,
+                      level: np.ndarray | None = None) -> np.ndarray:
+    combined = likelihood(surprise, long, short)
+    if level is not None:
+        combined = np.maximum(combined, np.nan_to_num(np.asarray(level, dtype=float), nan=0.0))
+    return squash(onsets(combined, peak_window))
