@@ -192,7 +192,7 @@ def check_benchmark(name: str) -> None:
 
 # Per-protocol detector settings; small windows fit NAB's short probationary training sets.
 PRESETS: dict[str, dict[str, Any]] = {
-    "nab": {"window": 32, "epochs": 20, "batch_size": 32, "patience": None, "val_fraction": 0.0, "causal_tail": 4,
+    "nab": {"window": 32, "epochs": 60, "batch_size": 32, "patience": None, "val_fraction": 0.0, "causal_tail": 4,
             "channels": (16, 8), "kernel_size": 5},
     # SKAB: chosen among 9 settings by their SKAB test F1 (no separate validation set): optimistic
     "skab": {"window": 64, "epochs": 30, "batch_size": 32, "patience": 5, "causal_tail": 16,
