@@ -290,12 +290,12 @@ class Trainer:
             loss, parts = self.objective(model, batch, float(epoch), True)
             if decay > 0:
                 loss = loss + decay / 2 * sum((p ** 2).sum() for p in model.parameters() if p.requires_grad)
-            self._check_finite(loss, epoch)
-            loss.backward()
+            loss.backward()  # a trial point of the line search may overflow; it backtracks from there
             seen.setdefault("parts", parts)
             return loss
 
         loss = optimizer.step(closure)
+        self._check_finite(loss, epoch)
         return float(loss.detach()), 1, dict(seen.get("parts", {}))
 
     @torch.no_grad()

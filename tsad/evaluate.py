@@ -59,10 +59,10 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 # ------------------------------------------------------------------------------------------ NAB
 def evaluate_nab(data_dir: Path, make: Callable[[], WindowDetector], out: Path | None = None,
                  limit: int | None = None, progress: bool = False) -> EvalResult:
-    t0 = time.perf_counter()
     """Scores each file causally with the autoencoder's error likelihood combined with a level check
     (the value's rolling z-score, see tsad.postprocess); the autoencoder without the level check is
     reported as an ablation, the level check alone is the windowed-gaussian baseline."""
+    t0 = time.perf_counter()
     series = list(iter_nab(data_dir))[:limit]
     ours, alone, base = [], [], []
     points, score_seconds = 0, 0.0
