@@ -143,16 +143,17 @@ def test_nab_score_by_hand() -> None:
     fp = M.NabFile(np.where(np.isin(np.arange(n), [300, 500]), 1.0, 0.0), window)
     probation_only = M.NabFile(np.where(np.arange(n) == 10, 1.0, 0.0), window)
     null, best = M.nab_bounds([perfect], prof)
-    assert (null, best) == (-1.0, pytest.approx(0.98661, abs=1e-4))
+    assert (null, best) == (-1.0, 1.0)
     raw = lambda f: float(M.nab_scores_at([f], np.array([0.5]), prof)[0])  # noqa: E731
-    assert raw(perfect) == pytest.approx(float(M.scaled_sigmoid(-1.0)))
-    assert raw(late) == pytest.approx(float(M.scaled_sigmoid(-0.01)))  # the last row earns almost nothing
-    assert raw(fp) == pytest.approx(float(M.scaled_sigmoid(-1.0)) - 0.11)  # a lone FP before any window
+    assert raw(perfect) == pytest.approx(1.0)  # the window's first row earns the whole TP weight
+    assert raw(late) == pytest.approx(float(M.scaled_sigmoid(-0.01)) / 0.98661, rel=1e-4)  # the last row: ~0
+    assert raw(fp) == pytest.approx(1.0 - 0.11)  # a lone FP before any window
     assert raw(probation_only) == pytest.approx(-1.0)  # probation detections are ignored; window missed
     assert M.nab_corpus_score([perfect])[0] == pytest.approx(100.0)
     assert M.nab_corpus_score([M.NabFile(np.zeros(n), window)])[0] == pytest.approx(0.0)
     after = M.NabFile(np.where(np.isin(np.arange(n), [500, 650]), 1.0, 0.0), window)
-    assert raw(after) == pytest.approx(float(M.scaled_sigmoid(-1.0)) + 0.11 * float(M.scaled_sigmoid(0.51)))
+    # an FP 51 rows after a 100-row window sits at 51 / 99 of the width past it
+    assert raw(after) == pytest.approx(1.0 + 0.11 * float(M.scaled_sigmoid(51 / 99)))
 
 
 def test_gap_policy_interpolates_short_and_fills_long() -> None:

@@ -111,6 +111,9 @@ def scaled_sigmoid(y: np.ndarray | float) -> np.ndarray:
     return np.where(y > 3.0, -1.0, out)
 
 
+MAX_TP = float(scaled_sigmoid(-1.0))  # σ at a window's first row, the earliest true positive
+
+
 def probation_rows(n: int, fraction: float = 0.15) -> int:
     return int(min(np.floor(fraction * n), fraction * 5000))
 
@@ -133,7 +136,7 @@ class NabFile:
             width = hi - lo + 1
             nxt = min([w[0] for w in self.windows if w[0] > hi], default=n)
             after = np.arange(hi + 1, nxt)
-            fp_unit[after] = scaled_sigmoid((after - hi) / width)
+            fp_unit[after] = scaled_sigmoid((after - hi) / max(width - 1, 1))  # NAB divides by width − 1 here
         scored = np.arange(n) >= self.probation
         fp_rows = scored & ~in_window
         self.fp_scores, self.fp_unit = s[fp_rows], fp_unit[fp_rows]
@@ -146,7 +149,8 @@ class NabFile:
             width = hi - lo + 1
             rows = np.arange(lo_s, hi + 1)
             self.window_prefix.append(np.maximum.accumulate(s[lo_s:hi + 1]))
-            self.window_sigma.append(scaled_sigmoid(-(hi - rows + 1) / width))
+            # a detection at the window's first row earns exactly the TP weight (NAB divides by that σ)
+            self.window_sigma.append(scaled_sigmoid(-(hi - rows + 1) / width) / MAX_TP)
 
 
 def nab_scores_at(files: list[NabFile], thresholds: np.ndarray, profile: dict[str, float]) -> np.ndarray:
@@ -169,7 +173,7 @@ def nab_scores_at(files: list[NabFile], thresholds: np.ndarray, profile: dict[st
 
 def nab_bounds(files: list[NabFile], profile: dict[str, float]) -> tuple[float, float]:
     n_windows = sum(len(f.window_prefix) for f in files)
-    return -profile["fn"] * n_windows, profile["tp"] * float(scaled_sigmoid(-1.0)) * n_windows
+    return -profile["fn"] * n_windows, profile["tp"] * n_windows
 
 
 def nab_corpus_score(files: list[NabFile], profile: str | dict[str, float] = "standard",
