@@ -74,7 +74,7 @@ def test_detect_bad_input_writes_nothing(model: Path, tmp_path: Path, content: s
 def test_train_bad_arguments(tmp_path: Path) -> None:
     data = _series(tmp_path / "t.csv")
     for args, message in ([["--model", "lstm"], "unknown model"], [["--epochs", "0"], "epochs"],
-                          [["--threshold", "magic"], "unknown threshold"]):
+                          [["--threshold", "magic"], "unknown threshold"], [["--smooth", "0"], "--smooth"]):
         result = runner.invoke(app, ["tsad", "train", "--data", str(data), "--out", str(tmp_path / "m"),
                                      "--window", "16", "--quiet", *args])
         assert result.exit_code == 2 and message in result.output
