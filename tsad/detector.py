@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -57,13 +58,8 @@ class Scores:
 
 def trailing_mean(x: np.ndarray, span: int) -> np.ndarray:
     """Mean of each row and the span − 1 before it, along axis 0; NaN until span finite rows exist."""
-    out = np.full(x.shape, np.nan)
-    filled = np.nan_to_num(x, nan=0.0)
-    csum = np.cumsum(np.vstack([np.zeros((1,) + x.shape[1:]), filled]), axis=0)
-    valid = np.cumsum(np.vstack([np.zeros((1,) + x.shape[1:]), np.isfinite(x)]), axis=0)
-    total, count = csum[span:] - csum[:-span], valid[span:] - valid[:-span]
-    out[span - 1:] = np.where(count == span, total / span, np.nan)
-    return out
+    frame = pd.DataFrame(np.asarray(x, dtype=float).reshape(len(x), -1))
+    return frame.rolling(span, min_periods=span).mean().to_numpy().reshape(np.shape(x))
 
 
 class _Flatten(nn.Module):
