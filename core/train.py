@@ -80,7 +80,9 @@ class TrainConfig:
     device: str = "auto"
     shuffle: bool = True
     accumulate_grad: bool = False  # never zero gradients: only to reproduce code that forgot zero_grad
-    lbfgs_iterations: int = 10  # optimizer "lbfgs": full-batch iterations per epoch
+    # optimizer "lbfgs": full-batch iterations per epoch (lbfgs ignores batch_size, amp, clip_grad_norm
+    # and accumulate_grad: it always sees the whole training set at full precision)
+    lbfgs_iterations: int = 10
     restore_best: bool = False  # end with the weights of the best monitored epoch, even without early stopping
     progress: bool = False
     description: str = "training"

@@ -67,7 +67,10 @@ class AutoencoderRecommender:
         self.global_mean_ = float(ratings["rating"].mean())
         self.scale_ = (float(ratings["rating"].min()), float(ratings["rating"].max()))
         recipe = M.RECIPES[self.model]
-        epochs = self.epochs or recipe.epochs
+        if validation is not None:  # train longer and keep the best validation epoch
+            epochs = self.epochs or recipe.max_epochs_with_validation or recipe.epochs
+        else:
+            epochs = self.epochs or recipe.epochs
         item_based = self.model == "autorec"
         matrix = self.train_.T.tocsr() if item_based else self.train_
         torch.manual_seed(self.seed)
@@ -79,9 +82,7 @@ class AutoencoderRecommender:
                           seed=self.seed, device=self.device, progress=self.progress,
                           accumulate_grad=self.model == "course", restore_best=validation is not None,
                           description=f"recae {self.model}")
-        if validation is not None and self.epochs is None:
-            cfg.epochs = recipe.max_epochs_with_validation or epochs
-        objective = M.objective(self.model, self.l2, source.n_batches(cfg.batch_size), cfg.epochs)
+        objective = M.objective(self.model, self.l2, source.n_batches(cfg.batch_size), epochs)
         monitor = self._validation_monitor(*validation) if validation is not None else None
         self.history_: History = Trainer(cfg, objective).fit(self.module_, source, monitor)
         self.module_.eval()

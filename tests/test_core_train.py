@@ -39,7 +39,7 @@ def test_every_optimizer_reduces_loss(optimizer: str) -> None:
     assert history.train_loss[-1] < history.train_loss[0]
 
 
-def test_lbfgs_runs_full_batch_and_beats_one_sgd_pass() -> None:
+def test_lbfgs_runs_full_batch_and_beats_sgd() -> None:
     _, lbfgs = _fit(epochs=5, optimizer="lbfgs", lr=1.0, batch_size=7)
     _, sgd = _fit(epochs=5, optimizer="sgd", lr=0.01, batch_size=7)
     assert lbfgs.train_loss == sorted(lbfgs.train_loss, reverse=True)  # the full objective never rises

@@ -144,7 +144,7 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
                 z = RollingZScore(window=100).score(np.vstack([train.values, test.values]))
                 s_tr, s_te = z[:len(train)], z[len(train):]
             elif b.endswith("_smoothed"):
-                s_tr, s_te = (trailing_mean(v[:, None], smooth)[:, 0] for v in fitted[b.removesuffix("_smoothed")])
+                s_tr, s_te = (trailing_mean(v, smooth) for v in fitted[b.removesuffix("_smoothed")])
             else:
                 model = (PCABaseline() if b == "pca" else IsolationForestBaseline()).fit(train.values)
                 s_tr, s_te = model.score(train.values), model.score(test.values)
