@@ -64,6 +64,9 @@ class AutoencoderRecommender:
         data = Interactions.from_frame(frame)
         self.user_map_, self.item_map_ = data.user_map, data.item_map
         self.train_ = data.matrix
+        # what each user has rated, low ratings included: never recommended back (the implicit
+        # models learn from positives only, so their training matrix alone would miss the rest)
+        self.seen_ = to_csr(ratings, self.user_map_, self.item_map_) if self.implicit else self.train_
         self.global_mean_ = float(ratings["rating"].mean())
         self.scale_ = (float(ratings["rating"].min()), float(ratings["rating"].max()))
         recipe = M.RECIPES[self.model]
@@ -205,7 +208,7 @@ class AutoencoderRecommender:
         """Top-k items the user has not rated, best first."""
         self._check_k(k)
         u = self._user_index(user)
-        top, vals = self._top(self.score_rows(np.array([u])), self.train_[[u]], k)
+        top, vals = self._top(self.score_rows(np.array([u])), self.seen_[[u]], k)
         return self._frame(top, vals)
 
     def fold_in(self, ratings: dict[Any, float], k: int = 10) -> pd.DataFrame:
@@ -225,12 +228,13 @@ class AutoencoderRecommender:
         if bad:
             raise UserError(f"rating {bad[0]} is outside the scale {lo:g}-{hi:g}")
         frame = pd.DataFrame({"user": 0, "item": list(known), "rating": list(known.values())})
+        given = to_csr(frame, IdMap([0]), self.item_map_)  # every rated item, excluded from the results
         if self.implicit:
             frame = frame[frame["rating"] >= self.positive_threshold]
             if frame.empty:
                 frame = pd.DataFrame({"user": 0, "item": list(known), "rating": 1.0})
         row = to_csr(frame, IdMap([0]), self.item_map_)
-        top, vals = self._top(self.score_rows(rows=row), row, k)
+        top, vals = self._top(self.score_rows(rows=row), given, k)
         return self._frame(top, vals)
 
     @staticmethod
@@ -240,7 +244,7 @@ class AutoencoderRecommender:
 
     def score_users(self, user_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and scores for a batch of known users (batch scoring)."""
-        return self._top(self.score_rows(user_idx), self.train_[user_idx], k)
+        return self._top(self.score_rows(user_idx), self.seen_[user_idx], k)
 
     # ------------------------------------------------------------------------------ persistence
     def save(self, path: str | Path, metrics: dict[str, Any] | None = None, dataset: str | None = None) -> Path:
@@ -252,6 +256,10 @@ class AutoencoderRecommender:
         tensors = {"train_row": torch.from_numpy(t.row.astype(np.int64)),
                    "train_col": torch.from_numpy(t.col.astype(np.int64)),
                    "train_val": torch.from_numpy(t.data.astype(np.float32))}
+        if self.seen_ is not self.train_:
+            s = self.seen_.tocoo()
+            tensors.update(seen_row=torch.from_numpy(s.row.astype(np.int64)),
+                           seen_col=torch.from_numpy(s.col.astype(np.int64)))
         return save_artifact(path, self.module_, kind=KIND, extras=extras, tensors=tensors, metrics=metrics or {})
 
     @classmethod
@@ -269,6 +277,11 @@ class AutoencoderRecommender:
             t = art.tensors
             rec.train_ = sp.csr_matrix((t["train_val"].numpy(), (t["train_row"].numpy(), t["train_col"].numpy())),
                                        shape=tuple(ex["shape"]))
+            rec.seen_ = rec.train_
+            if "seen_row" in t:
+                rows, cols = t["seen_row"].numpy(), t["seen_col"].numpy()
+                rec.seen_ = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
+                                          shape=tuple(ex["shape"]))
         except KeyError as exc:
             raise ArtifactError(f"{path} is not a valid recommender: missing {exc}") from None
         rec._full = None

@@ -97,6 +97,22 @@ def test_recommendations_exclude_rated_items_and_learn_tastes(fitted: Autoencode
     assert pred[0] > pred[1]
 
 
+def test_implicit_models_never_recommend_low_rated_items(tmp_path: Path) -> None:
+    frame = _ratings()  # every user also has 1-2 ratings on the other group's items
+    rec = AutoencoderRecommender(model="multdae", epochs=3, device="cpu").fit(frame)
+    rec.save(tmp_path / "m")
+    again = AutoencoderRecommender.load(tmp_path / "m", device="cpu")
+    n_items = frame["item"].nunique()
+    for model in (rec, again):
+        for user in (2, 3):
+            rated = set(frame[frame["user"] == user]["item"])
+            assert not rated & set(model.recommend(user, n_items)["item"])
+        top, vals = model.score_users(np.array([model.user_map_.to_index(2)]), n_items)
+        offered = model.item_map_.to_raw(top[0][np.isfinite(vals[0])]).tolist()  # excluded items score -inf
+        assert offered and not set(frame[frame["user"] == 2]["item"]) & set(offered)
+    assert 2 not in set(rec.fold_in({2: 1.0, 4: 5.0}, n_items)["item"])  # a low rating given at fold-in
+
+
 def test_fold_in_with_one_rating(fitted: AutoencoderRecommender) -> None:
     recs = fitted.fold_in({2: 5.0}, k=5)
     assert 2 not in set(recs["item"]) and len(recs) == 5
