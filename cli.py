@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from core.cli_support import DeviceOpt, QuietOpt, SeedOpt, VerboseOpt, cli_errors, echo_table, setup_logging
 from core.errors import UserError
+from core.jobs.cli_support import DeviceOpt, QuietOpt, SeedOpt, VerboseOpt, cli_errors, echo_table, setup_logging
 from recae.cli import app as recae_app
 from tsad.cli import app as tsad_app
 
@@ -113,7 +113,7 @@ def zoo(
 
     Example: ae zoo --out zoo_out --code-size 8
     """
-    from core.zoo import ZooConfig, run_zoo
+    from core.jobs.zoo import ZooConfig, run_zoo
 
     setup_logging(quiet, verbose)
     cfg = ZooConfig(code_size=code_size, epochs=epochs, device=device, seed=seed, progress=not quiet,
@@ -152,7 +152,7 @@ def demo(
     """
     import time
 
-    from core.report import write_report
+    from core.jobs.report import write_report
     from data.registry import data_dir, ensure_dataset
     from recae import demo as recae_demo
     from tsad import demo as tsad_demo

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.atomic import atomic_dir
 from core.errors import ArtifactError
+from core.jobs.atomic import atomic_dir
+from core.jobs.hashing import file_digest
 from core.models import model_from_spec, model_spec
 
 SCHEMA_VERSION = 1
@@ -45,20 +46,12 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def directory_hash(path: str | Path) -> str:
     """A content hash of a saved model directory (config + weights), for run manifests."""
     path = Path(path)
     h = hashlib.sha256()
     for name in (CONFIG_NAME, WEIGHTS_NAME):
-        h.update(sha256_file(path / name).encode())
+        h.update(file_digest(path / name).encode())
     return h.hexdigest()
 
 
@@ -93,7 +86,7 @@ def save_artifact(path: str | Path, model: nn.Module, *, kind: str, extras: dict
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": library_versions(),
             "data_fingerprint": data_fingerprint,
-            "weights_sha256": sha256_file(tmp / WEIGHTS_NAME),
+            "weights_sha256": file_digest(tmp / WEIGHTS_NAME),
         }
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=_json_default))
     return path
@@ -144,7 +137,7 @@ def load_artifact(path: str | Path, expected_kind: str | None = None, device: st
     weights = path / WEIGHTS_NAME
     if not weights.is_file():
         raise ArtifactError(f"{path}: {WEIGHTS_NAME} is missing")
-    if sha256_file(weights) != config.get("weights_sha256"):
+    if file_digest(weights) != config.get("weights_sha256"):
         raise ArtifactError(f"{weights} does not match its recorded checksum (truncated or modified)")
     try:
         state = load_file(str(weights), device=str(device))

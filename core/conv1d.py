@@ -13,6 +13,7 @@ from torch import nn
 
 from core.errors import UserError
 from core.layers import activation
+from core.specs import register_model
 
 
 @dataclass
@@ -121,3 +122,6 @@ class Conv1dAE(nn.Module):
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
+
+
+register_model(Conv1dAE, Conv1dConfig)

@@ -9,6 +9,7 @@ from torch import nn
 
 from core.errors import UserError
 from core.layers import activation
+from core.specs import register_model
 
 
 @dataclass
@@ -82,3 +83,6 @@ class DenseAE(nn.Module):
     @property
     def code_dim(self) -> int:
         return self.config.code_size
+
+
+register_model(DenseAE, DenseConfig)

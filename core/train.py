@@ -22,6 +22,7 @@ from torch import nn
 
 from core.device import resolve_device, seed_everything
 from core.errors import UserError
+from core.jobs.progress import progress_bar
 from core.objective import ReconstructionObjective
 
 log = logging.getLogger(__name__)
@@ -165,20 +166,6 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
 
 
-def _progress(enabled: bool, description: str, total: int):
-    from contextlib import nullcontext
-
-    if not enabled:
-        return nullcontext(None)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
-                    console=Console(stderr=True), transient=False)
-    return prog
-
-
 class Trainer:
     """`Trainer(config, objective).fit(model, train, val)` → History; the model keeps its best weights."""
 
@@ -209,7 +196,7 @@ class Trainer:
         if cfg.optimizer == "lbfgs":  # the whole training set as one batch, moved to the device once
             full_batch = to_device(next(iter(train_src.batches(2 ** 62, False, generator))), device)
         start = time.perf_counter()
-        with _progress(cfg.progress, cfg.description, cfg.epochs) as prog:
+        with progress_bar(cfg.progress, with_status=True) as prog:
             task = prog.add_task(cfg.description, total=cfg.epochs, status="") if prog else None
             for epoch in range(cfg.epochs):
                 model.train()

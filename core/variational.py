@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
+from core.specs import model_from_spec, register_model
 
 
 class VAEOutput(NamedTuple):
@@ -37,8 +38,6 @@ class VAEConfig:
 class VariationalAE(nn.Module):
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
-        from core.models import model_from_spec
-
         config.validate()
         self.config = config
         self.body = model_from_spec(config.body)
@@ -82,3 +81,6 @@ class VariationalAE(nn.Module):
         device = self.mu_head.weight.device
         z = torch.randn(n, self.config.latent_size, generator=generator).to(device)
         return self.decode(z)
+
+
+register_model(VariationalAE, VAEConfig)

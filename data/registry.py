@@ -9,7 +9,6 @@ or says exactly what to download and where to put it.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
+from core.jobs.hashing import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,6 @@ def _entry(name: str) -> dict[str, Any]:
         raise UserError(f"unknown dataset {name!r}; known: {', '.join(registry())}") from None
 
 
-def md5_file(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def missing_files(name: str, root: Path | None = None) -> list[str]:
     root = root or data_dir()
     return [rel for rel in _entry(name)["files"] if not (root / rel).is_file()]
@@ -67,7 +59,7 @@ def verify(name: str, root: Path | None = None) -> list[str]:
     bad = []
     for rel, md5 in _entry(name)["files"].items():
         path = root / rel
-        if not path.is_file() or (md5 is not None and md5_file(path) != md5):
+        if not path.is_file() or (md5 is not None and file_digest(path, "md5") != md5):
             bad.append(rel)
     return bad
 
@@ -127,7 +119,7 @@ def fetch(name: str, root: Path | None = None, timeout: float = 60.0) -> list[st
             staged = tmp / "staged" / rel
             if not staged.is_file():
                 raise UserError(f"download of {name} did not contain {rel}")
-            if md5 is not None and md5_file(staged) != md5:
+            if md5 is not None and file_digest(staged, "md5") != md5:
                 raise UserError(f"checksum mismatch for {rel} in the {name} download; nothing was written")
         for rel in entry["files"]:
             final = root / rel

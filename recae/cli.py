@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from core.cli_support import (
+from core.errors import UserError
+from core.jobs.cli_support import (
     EXIT_PARTIAL,
     DeviceOpt,
     QuietOpt,
@@ -18,7 +19,6 @@ from core.cli_support import (
     echo_table,
     setup_logging,
 )
-from core.errors import UserError
 
 app = typer.Typer(help="Autoencoder movie recommender: train, evaluate, recommend, score.", no_args_is_help=True)
 
@@ -122,7 +122,7 @@ def evaluate(
 
     Example: ae recae evaluate --dataset ml-100k --split u1 --model autorec --json u1.json
     """
-    from core.atomic import atomic_write_text
+    from core.jobs.atomic import atomic_write_text
     from recae.evaluate import SPLITS, evaluate_explicit, evaluate_users
     from recae.models import EXPLICIT, check_model
     from recae.recommender import AutoencoderRecommender
@@ -231,12 +231,13 @@ def score(
     Example: ae recae score --model models/autorec --out recs.parquet -k 20
     """
     from core.artifact import directory_hash
-    from core.jobs import file_fingerprint, is_up_to_date, manifest_path_for
+    from core.jobs.hashing import file_digest
+    from core.jobs.manifest import is_up_to_date, manifest_path_for
     from recae.scoring import score_all
 
     setup_logging(quiet)
     if skip_existing:
-        inputs = [] if users is None else [{"path": str(users), "sha256": file_fingerprint(users)}]
+        inputs = [] if users is None else [{"path": str(users), "sha256": file_digest(users)}]
         if is_up_to_date(manifest_path_for(out), directory_hash(model), inputs, {"k": k}):
             typer.echo(f"{out} is up to date; nothing to do")
             return

@@ -83,7 +83,7 @@ def load_ml1m_items(data_dir: str | Path) -> pd.DataFrame:
 
 def load_ratings_file(path: str | Path, user_col: str = "user", item_col: str = "item", rating_col: str = "rating",
                       time_col: str | None = None) -> pd.DataFrame:
-    from core.jobs import read_table
+    from core.jobs.tables import read_table
 
     path = Path(path)
     frame = read_table(path, "ratings file")

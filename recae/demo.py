@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.plots import plot_loss_curves
-from core.report import Section
+from core.jobs.plots import plot_loss_curves
+from core.jobs.report import Section
 from recae.datasets import load_items, load_ml100k_fold
 from recae.evaluate import evaluate_explicit
 from recae.recommender import AutoencoderRecommender

@@ -14,7 +14,10 @@ import pandas as pd
 
 from core.artifact import directory_hash
 from core.errors import UserError
-from core.jobs import RunManifest, TableWriter, file_fingerprint, manifest_path_for
+from core.jobs.hashing import file_digest
+from core.jobs.manifest import RunManifest, manifest_path_for
+from core.jobs.progress import track
+from core.jobs.tables import TableWriter
 from recae.recommender import AutoencoderRecommender
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,7 @@ def score_all(model_dir: Path, out: Path, k: int = 20, users_file: Path | None =
                            params={"k": k}, outputs=[str(out)])
     if users_file is not None:
         raw = read_user_list(users_file)
-        manifest.inputs.append({"path": str(users_file), "sha256": file_fingerprint(users_file), "rows": len(raw)})
+        manifest.inputs.append({"path": str(users_file), "sha256": file_digest(users_file), "rows": len(raw)})
         idx = rec.user_map_.index_array(np.asarray(raw, dtype=object))
         for user in np.asarray(raw, dtype=object)[idx < 0]:
             manifest.reject(str(users_file), f"unknown user {user}")
@@ -60,14 +63,8 @@ def score_all(model_dir: Path, out: Path, k: int = 20, users_file: Path | None =
     else:
         idx = np.arange(len(rec.user_map_))
     manifest.rows_in = int(len(idx) + len(manifest.rejected))
-    batches = range(0, len(idx), batch_users)
-    if progress:
-        from rich.console import Console
-        from rich.progress import track
-
-        batches = track(batches, description="scoring users", console=Console(stderr=True), transient=True)
     with TableWriter(out) as writer:
-        for start in batches:
+        for start in track(range(0, len(idx), batch_users), "scoring users", progress):
             writer.write(score_batch(rec, idx[start:start + batch_users], k))
     manifest.rows_out = writer.rows
     manifest.finish(3 if manifest.rejected else 0)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from core.artifact import CONFIG_NAME, WEIGHTS_NAME, directory_hash, load_artifact, save_artifact
-from core.atomic import atomic_dir, atomic_path, atomic_write_text
 from core.conv1d import Conv1dAE, Conv1dConfig
 from core.dense import DenseAE, DenseConfig
 from core.errors import ArtifactError, UserError
+from core.jobs.atomic import atomic_dir, atomic_path, atomic_write_text
 from core.models import conv1d_vae
 
 

@@ -8,15 +8,9 @@ import pandas as pd
 import pytest
 
 from core.errors import UserError
-from core.jobs import (
-    RunManifest,
-    TableWriter,
-    expand_inputs,
-    file_fingerprint,
-    is_up_to_date,
-    iter_table_chunks,
-    manifest_path_for,
-)
+from core.jobs.hashing import file_digest
+from core.jobs.manifest import RunManifest, is_up_to_date, manifest_path_for
+from core.jobs.tables import TableWriter, expand_inputs, iter_table_chunks
 
 
 def test_expand_inputs_file_folder_glob(tmp_path: Path) -> None:
@@ -67,7 +61,7 @@ def test_manifest_and_up_to_date(tmp_path: Path) -> None:
     src.write_text("a\n1\n")
     out = tmp_path / "out.csv"
     out.write_text("a\n1\n")
-    inputs = [{"path": str(src), "sha256": file_fingerprint(src)}]
+    inputs = [{"path": str(src), "sha256": file_digest(src)}]
     man = RunManifest(job="test", model_path="m", model_hash="h1", params={"k": 1}, inputs=inputs,
                       outputs=[str(out)])
     man.reject(str(src), "bad number", row=3)
@@ -78,5 +72,5 @@ def test_manifest_and_up_to_date(tmp_path: Path) -> None:
     assert not is_up_to_date(manifest_path_for(out), "h2", inputs, {"k": 1})
     assert not is_up_to_date(manifest_path_for(out), "h1", inputs, {"k": 2})
     src.write_text("a\n2\n")
-    changed = [{"path": str(src), "sha256": file_fingerprint(src)}]
+    changed = [{"path": str(src), "sha256": file_digest(src)}]
     assert not is_up_to_date(manifest_path_for(out), "h1", changed, {"k": 1})

@@ -18,7 +18,10 @@ import pandas as pd
 
 from core.artifact import directory_hash
 from core.errors import UserError
-from core.jobs import RunManifest, TableWriter, expand_inputs, file_fingerprint, iter_table_chunks
+from core.jobs.hashing import file_digest
+from core.jobs.manifest import RunManifest
+from core.jobs.progress import track
+from core.jobs.tables import TableWriter, expand_inputs, iter_table_chunks
 from tsad.detector import WindowDetector
 
 log = logging.getLogger(__name__)
@@ -47,15 +50,9 @@ def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col
         raise UserError(f"--chunk-rows must be at least the window ({det.window})")
     manifest = RunManifest(job="tsad score", model_path=str(model_dir), model_hash=directory_hash(model_dir),
                            params={"series_col": series_col, "mode": "causal"}, outputs=[str(out)])
-    iterator: Any = files
-    if progress:
-        from rich.console import Console
-        from rich.progress import track
-
-        iterator = track(files, description="scoring files", console=Console(stderr=True), transient=True)
     with TableWriter(out) as writer:
-        for path in iterator:
-            entry = {"path": str(path), "sha256": file_fingerprint(path), "rows": 0, "rejected": 0}
+        for path in track(files, "scoring files", progress):
+            entry = {"path": str(path), "sha256": file_digest(path), "rows": 0, "rejected": 0}
             manifest.inputs.append(entry)
             contexts: dict[Any, _SeriesContext] = {}
             offset = 0

@@ -8,8 +8,8 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from core.cli_support import DeviceOpt, QuietOpt, SeedOpt, VerboseOpt, cli_errors, echo_table, setup_logging
 from core.errors import UserError
+from core.jobs.cli_support import DeviceOpt, QuietOpt, SeedOpt, VerboseOpt, cli_errors, echo_table, setup_logging
 
 app = typer.Typer(help="Sliding-window autoencoder anomaly detector for time series.", no_args_is_help=True)
 
@@ -79,7 +79,7 @@ def scores_frame(series, result, threshold: float) -> pd.DataFrame:  # noqa: ANN
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
-    from core.atomic import atomic_path
+    from core.jobs.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         if path.suffix.lower() in (".parquet", ".pq"):
@@ -256,8 +256,10 @@ def score(
     0 * * * * ae tsad score --model /models/daily --input '/data/in/*.csv' --out /data/scores.parquet --skip-existing
     """
     from core.artifact import directory_hash
-    from core.cli_support import EXIT_FAILURE, EXIT_PARTIAL
-    from core.jobs import RunManifest, expand_inputs, file_fingerprint, is_up_to_date, manifest_path_for
+    from core.jobs.cli_support import EXIT_FAILURE, EXIT_PARTIAL
+    from core.jobs.hashing import file_digest
+    from core.jobs.manifest import RunManifest, is_up_to_date, manifest_path_for
+    from core.jobs.tables import expand_inputs
     from tsad.batch import score_inputs
 
     setup_logging(quiet)
@@ -265,7 +267,7 @@ def score(
     params = {"series_col": series_col, "mode": "causal"}
     if skip_existing:
         files = expand_inputs(inputs)
-        fingerprints = [{"path": str(p), "sha256": file_fingerprint(p)} for p in files]
+        fingerprints = [{"path": str(p), "sha256": file_digest(p)} for p in files]
         if is_up_to_date(manifest_path, directory_hash(model), fingerprints, params):
             typer.echo(f"{out} is up to date; nothing to do")
             return

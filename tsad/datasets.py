@@ -66,7 +66,7 @@ def fill_gaps(values: np.ndarray, max_gap: int = MAX_GAP) -> tuple[np.ndarray, d
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
-    from core.jobs import read_table
+    from core.jobs.tables import read_table
 
     return read_table(path, "data file")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.report import Section
+from core.jobs.report import Section
 from tsad.datasets import load_nab
 from tsad.detector import WindowDetector
 from tsad.metrics import segments

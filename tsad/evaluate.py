@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.atomic import atomic_path, atomic_write_text
 from core.errors import UserError
+from core.jobs.atomic import atomic_path, atomic_write_text
+from core.jobs.progress import track
 from tsad import metrics as M
 from tsad.baselines import IsolationForestBaseline, PCABaseline, RollingZScore
 from tsad.datasets import Series, iter_msl, iter_nab, iter_skab
@@ -42,15 +43,6 @@ class EvalResult:
                 "baselines": self.baselines, "seconds": round(self.seconds, 1), **self.extra}
 
 
-def _progress(items: list, enabled: bool, label: str):
-    if not enabled:
-        return items
-    from rich.console import Console
-    from rich.progress import track
-
-    return track(items, description=label, console=Console(stderr=True), transient=True)
-
-
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
@@ -66,7 +58,7 @@ def evaluate_nab(data_dir: Path, make: Callable[[], WindowDetector], out: Path |
     series = list(iter_nab(data_dir))[:limit]
     ours, alone, base = [], [], []
     points, score_seconds = 0, 0.0
-    for s in _progress(series, progress, "NAB"):
+    for s in track(series, "NAB", progress):
         p = M.probation_rows(len(s))
         det = make().fit(s.values[:p])
         t1 = time.perf_counter()
@@ -128,7 +120,7 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
     base_scores: dict[str, list[np.ndarray]] = {b: [] for b in baselines}
     base_pred: dict[str, list[np.ndarray]] = {b: [] for b in baselines}
     points, score_seconds = 0, 0.0
-    for train, test in _progress(pairs, progress, benchmark):
+    for train, test in track(pairs, benchmark, progress):
         det = make().fit(train)
         t1 = time.perf_counter()
         result = det.score(test)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.plots import _figure, save_figure
+from core.jobs.plots import _figure, save_figure
 from tsad.metrics import segments
 
 

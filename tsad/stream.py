@@ -22,8 +22,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from core.atomic import atomic_write_text
 from core.errors import UserError
+from core.jobs.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -1,32 +1,21 @@
-"""Plumbing for scheduled batch jobs, shared by `ae tsad score` and `ae recae score`.
-
-A job reads inputs in chunks (bounded memory), writes its output through a temp file renamed at the
-end (a killed job leaves the old output or the new one, never half of one), and records a run
-manifest: model path and content hash, input fingerprints, row counts, rejected rows with reasons,
-duration and exit status. The manifest also makes re-runs idempotent: `is_up_to_date` says whether
-the same model, inputs and parameters already produced the output.
-"""
+"""Tables in and out for batch jobs: inputs found by file, folder or glob, read whole or in chunks
+(bounded memory) with one-line errors, and written through a temp file renamed at the end, so a
+killed job leaves the old output or the new one, never half of one."""
 
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
-import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from core.atomic import atomic_path, atomic_write_text
 from core.errors import UserError
+from core.jobs.atomic import atomic_path
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
-MANIFEST_SUFFIX = ".manifest.json"
 
 
 def expand_inputs(spec: str | os.PathLike[str] | list[str]) -> list[Path]:
@@ -46,15 +35,6 @@ def expand_inputs(spec: str | os.PathLike[str] | list[str]) -> list[Path]:
     if not found:
         raise UserError(f"no CSV or Parquet input files found in {', '.join(map(str, specs))}")
     return list(dict.fromkeys(found))
-
-
-def file_fingerprint(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes: the identity of an input for idempotent re-runs."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def iter_table_chunks(path: str | os.PathLike[str], chunk_rows: int = 100_000,
@@ -160,60 +140,8 @@ class TableWriter:
         return bool(self._ctx.__exit__(exc_type, exc, tb))
 
 
-@dataclass
-class RunManifest:
-    """What a batch run did, written next to its output as JSON."""
-
-    job: str
-    model_path: str
-    model_hash: str
-    params: dict[str, Any] = field(default_factory=dict)
-    inputs: list[dict[str, Any]] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    rows_in: int = 0
-    rows_out: int = 0
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    duration_s: float = 0.0
-    status: str = "running"
-    exit_code: int | None = None
-    _t0: float = field(default_factory=time.perf_counter, repr=False)
-
-    def reject(self, source: str, reason: str, row: int | None = None) -> None:
-        self.rejected.append({"input": source, "row": row, "reason": reason})
-
-    def finish(self, exit_code: int) -> None:
-        self.duration_s = round(time.perf_counter() - self._t0, 3)
-        self.exit_code = exit_code
-        self.status = {0: "ok", 3: "partial"}.get(exit_code, "failed")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("_t0", None)
-        return d
-
-    def write(self, path: str | os.PathLike[str]) -> Path:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str))
-        return Path(path)
-
-
-def manifest_path_for(output: str | os.PathLike[str]) -> Path:
-    return Path(str(output) + MANIFEST_SUFFIX)
-
-
-def is_up_to_date(manifest: str | os.PathLike[str], model_hash: str, inputs: list[dict[str, Any]],
-                  params: dict[str, Any]) -> bool:
-    """True when a finished run with the same model, inputs and parameters already wrote its outputs."""
-    path = Path(manifest)
-    if not path.is_file():
-        return False
-    try:
-        old = json.loads(path.read_text())
-    except (json.JSONDecodeError, OSError):
-        return False
-    def key(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
-        return [(i["path"], i["sha256"]) for i in items]
-
-    same_inputs = key(old.get("inputs", [])) == key(inputs)
-    return (old.get("status") in ("ok", "partial") and old.get("model_hash") == model_hash and same_inputs
-            and old.get("params") == params and all(Path(o).is_file() for o in old.get("outputs", [])))
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a whole frame as Parquet or CSV (by suffix), atomically."""
+    with TableWriter(path) as writer:
+        writer.write(frame)
+    return Path(path)

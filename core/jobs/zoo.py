@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.atomic import atomic_write_text
 from core.conv1d import Conv1dAE, Conv1dConfig
 from core.corruption import Corruption
 from core.dense import DenseAE, DenseConfig
 from core.device import resolve_device, seed_everything
 from core.errors import UserError
+from core.jobs.atomic import atomic_write_text
 from core.losses import BetaSchedule
 from core.models import dense_vae
 from core.objective import ReconstructionObjective
@@ -101,7 +101,7 @@ def run_zoo(out: str | Path, config: ZooConfig) -> dict[str, Any]:
     """Train every kind, write metrics.json and PNGs under `out`, return the metrics."""
     from sklearn.decomposition import PCA
 
-    from core.plots import plot_latent, plot_loss_curves, plot_reconstructions
+    from core.jobs.plots import plot_latent, plot_loss_curves, plot_reconstructions
 
     config.validate()
     out = Path(out)

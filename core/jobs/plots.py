@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from core.atomic import atomic_path
+from core.jobs.atomic import atomic_path
 
 
 def _figure(width: float, height: float) -> Any:

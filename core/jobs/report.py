@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.atomic import atomic_write_text
+from core.jobs.atomic import atomic_write_text
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
