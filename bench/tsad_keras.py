@@ -11,6 +11,7 @@ import numpy as np
 from _common import data_dir, table
 
 from tsad.baselines import RollingZScore
+from tsad.config import DetectorConfig
 from tsad.datasets import load_nab
 from tsad.detector import WindowDetector
 from tsad.metrics import segments
@@ -23,7 +24,8 @@ def main() -> None:
     args = ap.parse_args()
     train = load_nab(data_dir(), "artificialNoAnomaly/art_daily_small_noise.csv")
     test = load_nab(data_dir(), "artificialWithAnomaly/art_daily_jumpsup.csv")
-    det = WindowDetector(window=288, epochs=args.epochs, device=args.device).fit(train)
+    config = DetectorConfig(window=288).updated({"training.epochs": args.epochs})
+    det = WindowDetector(config, device=args.device).fit(train)
     result = det.score(test)
     base = RollingZScore(window=288)
     z_train = base.score(train.values)

@@ -10,6 +10,7 @@ import pytest
 
 from core.errors import ArtifactError, UserError
 from tsad import metrics as M
+from tsad.config import DetectorConfig, NetworkConfig
 from tsad.datasets import fill_gaps, load_table
 from tsad.detector import WindowDetector
 from tsad.thresholds import TailCalibrator, Threshold
@@ -22,10 +23,15 @@ def _wave(n: int = 400, channels: int = 1, seed: int = 0) -> np.ndarray:
     return np.stack([np.sin(2 * np.pi * t / 25 + c) + 0.05 * rng.standard_normal(n) for c in range(channels)], 1)
 
 
+_SHORT = {"smooth": "scoring.smooth", "epochs": "training.epochs", "model": "network.kind",
+          "denoise": "network.denoise", "window": "window"}
+
+
 def _small(**kw) -> WindowDetector:
-    args = dict(window=16, epochs=3, channels=(8, 4), kernel_size=3, batch_size=32, device="cpu", patience=None)
-    args.update(kw)
-    return WindowDetector(**args)
+    """A tiny detector; keywords are config paths, or the short names above."""
+    config = DetectorConfig(window=16, network=NetworkConfig(channels=(8, 4), kernel_size=3))
+    config.training.epochs, config.training.batch_size, config.training.patience = 3, 32, None
+    return WindowDetector(config.updated({_SHORT.get(k, k): v for k, v in kw.items()}), device="cpu")
 
 
 def test_windows_are_views_with_channels_first() -> None:

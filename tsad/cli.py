@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
 import typer
 
+from core.corruption import CORRUPTIONS
 from core.errors import UserError
-from core.jobs.cli_support import DeviceOpt, QuietOpt, SeedOpt, VerboseOpt, cli_errors, echo_table, setup_logging
+from core.jobs.cli_support import (
+    DeviceOpt,
+    QuietOpt,
+    SeedOpt,
+    VerboseOpt,
+    choice_enum,
+    cli_errors,
+    echo_table,
+    setup_logging,
+)
+from tsad.config import BENCHMARKS, THRESHOLD_RULES, DetectorConfig, preset
+from tsad.variants import VARIANTS
 
 app = typer.Typer(help="Sliding-window autoencoder anomaly detector for time series.", no_args_is_help=True)
 
@@ -17,6 +30,17 @@ TimeColOpt = Annotated[str | None, typer.Option("--time-col", help="Timestamp co
                                                 "timestamp/datetime/time/date, or none).")]
 ValueColsOpt = Annotated[str | None, typer.Option("--value-cols", help="Comma-separated numeric columns "
                                                   "(default: every numeric column).")]
+
+
+ModelChoice = choice_enum("ModelChoice", VARIANTS)
+DenoiseChoice = choice_enum("DenoiseChoice", CORRUPTIONS)
+ThresholdChoice = choice_enum("ThresholdChoice", THRESHOLD_RULES)
+BenchmarkChoice = choice_enum("BenchmarkChoice", BENCHMARKS)
+_VARIANT_HELP = "; ".join(f"{v.name} ({v.help})" for v in VARIANTS.values())
+
+
+def _value(choice: Enum | str | None) -> str | None:
+    return choice.value if isinstance(choice, Enum) else choice
 
 
 def _cols(value_cols: str | None) -> list[str] | None:
@@ -32,12 +56,12 @@ def train(
     value_cols: ValueColsOpt = None,
     window: Annotated[int, typer.Option("--window", help="Window length in rows.")] = 288,
     stride: Annotated[int, typer.Option("--stride", help="Step between training windows.")] = 1,
-    model: Annotated[str, typer.Option("--model", help="conv (1-D convolutional), dense or vae.")] = "conv",
-    denoise: Annotated[str | None, typer.Option("--denoise", help="Train as a denoising AE: gaussian, mask "
-                                                "or salt_pepper.")] = None,
+    model: Annotated[ModelChoice, typer.Option("--model", help="Network variant: " + _VARIANT_HELP + ".")] = "conv",
+    denoise: Annotated[DenoiseChoice | None, typer.Option("--denoise", help="Train as a denoising AE with this "
+                                                          "corruption.")] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Maximum training epochs (early stopping on).")] = 50,
-    threshold: Annotated[str, typer.Option("--threshold", help="max (largest training error), percentile, "
-                                           "contamination or pot (extreme value).")] = "max",
+    threshold: Annotated[ThresholdChoice, typer.Option("--threshold", help="max (largest training error), "
+                                                       "percentile, contamination or pot (extreme value).")] = "max",
     smooth: Annotated[int, typer.Option("--smooth", help="Average each score over the last N rows (causal): "
                                         "favours lasting deviations over one-row spikes.")] = 1,
     device: DeviceOpt = "auto",
@@ -53,9 +77,12 @@ def train(
     from tsad.detector import WindowDetector
 
     setup_logging(quiet, verbose)
+    config = DetectorConfig(window=window, stride=stride).updated({
+        "network.kind": _value(model), "network.denoise": _value(denoise), "training.epochs": epochs,
+        "threshold.rule": _value(threshold), "scoring.smooth": smooth})
+    config.validate()  # before reading the data
     series = load_table(data, time_col, _cols(value_cols))
-    det = WindowDetector(window=window, stride=stride, model=model, denoise=denoise, epochs=epochs,
-                         threshold=threshold, smooth=smooth, device=device, seed=seed, progress=not quiet)
+    det = WindowDetector(config, seed=seed, device=device, progress=not quiet)
     det.fit(series, time_col=time_col or (series.timestamps.name if series.timestamps is not None else None))
     det.save(out, metrics={"train": det.train_stats_})
     typer.echo(f"trained on {len(series)} rows x {len(series.channels)} channel(s) ({', '.join(series.channels)}); "
@@ -125,7 +152,8 @@ def detect(
 @app.command()
 @cli_errors
 def evaluate(
-    benchmark: Annotated[str | None, typer.Option("--benchmark", help="nab, skab or msl (from AE_DATA_DIR).")] = None,
+    benchmark: Annotated[BenchmarkChoice | None, typer.Option("--benchmark", help="A benchmark protocol with its "
+                                                              "preset (data from AE_DATA_DIR).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Your own labelled file instead of a benchmark.")] = None,
     labels: Annotated[str, typer.Option("--labels", help="With --data: the 0/1 label column.")] = "label",
     train_rows: Annotated[int, typer.Option("--train-rows", help="With --data: rows used for training.")] = 400,
@@ -134,7 +162,7 @@ def evaluate(
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N files (quick checks).")] = None,
     window: Annotated[int | None, typer.Option("--window", help="Window length (default per benchmark).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per file (default per benchmark).")] = None,
-    model: Annotated[str, typer.Option("--model", help="conv, dense or vae.")] = "conv",
+    model: Annotated[ModelChoice, typer.Option("--model", help="Network variant: " + _VARIANT_HELP + ".")] = "conv",
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -143,46 +171,24 @@ def evaluate(
 
     Example: ae tsad evaluate --benchmark nab --out nab_scores --json nab.json
     """
-    from data.registry import ensure_dataset
     from tsad import evaluate as E
-    from tsad.datasets import Series, load_table
-    from tsad.detector import WindowDetector
+    from tsad.datasets import load_table
 
     setup_logging(quiet)
     if (benchmark is None) == (data is None):
         raise UserError("give exactly one of --benchmark or --data")
     if limit is not None and limit < 1:
         raise UserError("--limit must be at least 1")
-    defaults = E.PRESETS.get(benchmark or "file", E.PRESETS["file"])
-    params = {**defaults, "model": model, "device": device, "seed": seed}
-    if window is not None:
-        params["window"] = window
-    if epochs is not None:
-        params["epochs"] = epochs
-
-    def make() -> WindowDetector:
-        return WindowDetector(**params)
-
-    # validate the parameters before any long work
-    make()._validate()
+    name = _value(benchmark) or "file"
+    config = preset(name).updated({"window": window, "training.epochs": epochs, "network.kind": _value(model)})
+    config.validate()  # before any long work
     if benchmark is not None:
-        E.check_benchmark(benchmark)
-        root = ensure_dataset(benchmark)
-        if benchmark == "nab":
-            result = E.evaluate_nab(root, make, out, limit, progress=not quiet)
-        elif benchmark == "skab":
-            result = E.evaluate_split(E.skab_pairs(root, limit=limit), make, "skab", progress=not quiet)
-        else:
-            result = E.evaluate_split(E.msl_pairs(root, limit), make, "msl", progress=not quiet)
+        result = E.run_benchmark(name, config, seed=seed, device=device, out=out, limit=limit, progress=not quiet)
     else:
         series = load_table(data, label_col=labels)
         if series.labels is None:
             raise UserError(f"{data}: no label column {labels!r}")
-        if not 0 < train_rows < len(series) - 1:
-            raise UserError(f"--train-rows must be between 1 and {len(series) - 2}")
-        tr = Series(series.values[:train_rows], series.channels, name=series.name)
-        te = Series(series.values[train_rows:], series.channels, labels=series.labels[train_rows:], name=series.name)
-        result = E.evaluate_split([(tr, te)], make, str(data.name), baselines=("rolling_zscore",))
+        result = E.evaluate_labelled_file(series, train_rows, config, seed=seed, device=device)
     columns, rows = E.result_rows(result)
     echo_table(f"{result.benchmark}: {result.model} autoencoder vs baselines (same run, {result.seconds:.0f} s)",
                columns, rows)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.jobs.report import Section
+from tsad.config import DetectorConfig
 from tsad.datasets import load_nab
 from tsad.detector import WindowDetector
 from tsad.metrics import segments
@@ -19,7 +20,8 @@ TEST = "artificialWithAnomaly/art_daily_jumpsup.csv"
 
 def run(data_dir: Path, out: Path, device: str, seed: int, quick: bool, progress: bool) -> Section:
     train, test = load_nab(data_dir, TRAIN), load_nab(data_dir, TEST)
-    det = WindowDetector(window=288, epochs=5 if quick else 50, device=device, seed=seed, progress=progress)
+    config = DetectorConfig(window=288).updated({"training.epochs": 5 if quick else 50})
+    det = WindowDetector(config, seed=seed, device=device, progress=progress)
     det.fit(train)
     result = det.score(test)
     flagged = segments(result.is_anomaly)

@@ -20,13 +20,13 @@ from core.jobs.atomic import atomic_path, atomic_write_text
 from core.jobs.progress import track
 from tsad import metrics as M
 from tsad.baselines import IsolationForestBaseline, PCABaseline, RollingZScore
+from tsad.config import BENCHMARKS, DetectorConfig
 from tsad.datasets import Series, iter_msl, iter_nab, iter_skab
 from tsad.detector import WindowDetector, trailing_mean
 from tsad.postprocess import nab_anomaly_score, squash
 
 log = logging.getLogger(__name__)
 
-BENCHMARKS = ("nab", "skab", "msl")
 
 
 @dataclass
@@ -83,8 +83,8 @@ def evaluate_nab(data_dir: Path, make: Callable[[], WindowDetector], out: Path |
     metrics = corpus(ours)
     metrics["points_per_second"] = round(points / max(score_seconds, 1e-9))
     extra = {"files": len(series), "ablations": {"ae_without_level": corpus(alone)}}
-    return EvalResult("nab", make().model, metrics, {"windowed_gaussian": corpus(base)}, time.perf_counter() - t0,
-                      extra)
+    return EvalResult("nab", make().config.network.kind, metrics, {"windowed_gaussian": corpus(base)},
+                      time.perf_counter() - t0, extra)
 
 
 # ------------------------------------------------------------------------------------- labelled
@@ -113,7 +113,7 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
     When our detector smooths its scores, PCA and IsolationForest are also reported smoothed the
     same way (`<name>_smoothed`), so the comparison does not credit the smoothing to the model."""
     t0 = time.perf_counter()
-    smooth = make().smooth
+    smooth = make().config.scoring.smooth
     if smooth > 1:
         baselines = (*baselines, *(f"{b}_smoothed" for b in baselines if b in ("pca", "isolation_forest")))
     labels, ours, ours_pred = [], [], []
@@ -147,7 +147,19 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
     metrics = _point_metrics(y, np.concatenate(ours), np.concatenate(ours_pred))
     metrics["points_per_second"] = round(points / max(score_seconds, 1e-9))
     base = {b: _point_metrics(y, np.concatenate(base_scores[b]), np.concatenate(base_pred[b])) for b in baselines}
-    return EvalResult(benchmark, make().model, metrics, base, time.perf_counter() - t0, {"series": len(pairs)})
+    return EvalResult(benchmark, make().config.network.kind, metrics, base, time.perf_counter() - t0,
+                      {"series": len(pairs)})
+
+
+def labelled_file_pair(series: Series, train_rows: int) -> tuple[Series, Series]:
+    """A user's own labelled file: its first `train_rows` rows train, the rest is scored against the labels."""
+    if series.labels is None:
+        raise UserError(f"{series.name}: no label column")
+    if not 0 < train_rows < len(series) - 1:
+        raise UserError(f"--train-rows must be between 1 and {len(series) - 2}")
+    train = Series(series.values[:train_rows], series.channels, name=series.name)
+    test = Series(series.values[train_rows:], series.channels, labels=series.labels[train_rows:], name=series.name)
+    return train, test
 
 
 def skab_pairs(data_dir: Path, train_rows: int = 400, limit: int | None = None) -> list[tuple[Series, Series]]:
@@ -177,23 +189,28 @@ def result_rows(result: EvalResult) -> tuple[list[str], list[list[Any]]]:
     return ["detector", *keys], rows
 
 
-def check_benchmark(name: str) -> None:
+def run_benchmark(name: str, config: DetectorConfig, seed: int = 0, device: str = "auto", out: Path | None = None,
+                  limit: int | None = None, progress: bool = False) -> EvalResult:
+    """One benchmark protocol end to end on the dataset under AE_DATA_DIR (fetched if allowed)."""
+    from data.registry import ensure_dataset
+
     if name not in BENCHMARKS:
         raise UserError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
+    config.validate()
+    root = ensure_dataset(name)
+
+    def make() -> WindowDetector:
+        return WindowDetector(config, seed=seed, device=device)
+
+    if name == "nab":
+        return evaluate_nab(root, make, out, limit, progress=progress)
+    pairs = skab_pairs(root, limit=limit) if name == "skab" else msl_pairs(root, limit)
+    return evaluate_split(pairs, make, name, progress=progress)
 
 
-# Per-protocol detector settings; small windows fit NAB's short probationary training sets.
-PRESETS: dict[str, dict[str, Any]] = {
-    "nab": {"window": 32, "epochs": 60, "batch_size": 32, "patience": None, "val_fraction": 0.0, "causal_tail": 4,
-            "channels": (16, 8), "kernel_size": 5},
-    # SKAB: chosen among 9 settings by their SKAB test F1 (no separate validation set): optimistic
-    "skab": {"window": 64, "epochs": 30, "batch_size": 32, "patience": 5, "causal_tail": 16,
-             "channels": (32, 16), "kernel_size": 5, "threshold": "max", "threshold_margin": 1.2},
-    # MSL: score the telemetry value only (the 54 command channels are context), averaged over the
-    # last 20 rows; the span was picked among 10/20/40/80 on the test set, so it is optimistic
-    "msl": {"window": 64, "epochs": 15, "batch_size": 128, "patience": 3, "causal_tail": 1,
-            "channels": (32, 16), "kernel_size": 7, "threshold": "percentile", "threshold_q": 99.5,
-            "score_channels": (0,), "smooth": 20},
-    "file": {"window": 32, "epochs": 30, "batch_size": 32, "patience": 5, "causal_tail": 1,
-             "channels": (32, 16), "kernel_size": 5},
-}
+def evaluate_labelled_file(series: Series, train_rows: int, config: DetectorConfig, seed: int = 0,
+                           device: str = "auto") -> EvalResult:
+    """A user's own labelled file: the first `train_rows` rows train, the rest is scored."""
+    pair = labelled_file_pair(series, train_rows)
+    return evaluate_split([pair], lambda: WindowDetector(config, seed=seed, device=device), series.name,
+                          baselines=("rolling_zscore",))

