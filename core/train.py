@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "lbfgs")
 Objective = Callable[[nn.Module, Any, float, bool], "tuple[torch.Tensor, dict]"]
 
 
+@runtime_checkable
 class BatchSource(Protocol):
     """Anything that yields mini-batches (tensors or tuples of tensors) for one epoch, e.g. rows of a
     sparse matrix densified on the fly."""
@@ -134,7 +135,8 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def as_source(data: Any) -> Any:
+def as_source(data: Any) -> BatchSource | None:
+    """Arrays and tensors become a TensorSource; anything with `batches`/`n_batches` is used as it is."""
     if data is None:
         return None
     if isinstance(data, np.ndarray):
@@ -143,7 +145,7 @@ def as_source(data: Any) -> Any:
         return TensorSource(data)
     if isinstance(data, tuple):
         return TensorSource(*(torch.as_tensor(d, dtype=torch.float32) for d in data))
-    if hasattr(data, "batches") and hasattr(data, "n_batches"):
+    if isinstance(data, BatchSource):
         return data
     raise UserError(f"cannot train on data of type {type(data).__name__}")
 
@@ -173,14 +175,15 @@ class Trainer:
         self.config = config or TrainConfig()
         self.objective = objective or ReconstructionObjective()
 
-    def fit(self, model: nn.Module, train: Any, val: Any = None) -> History:
+    def fit(self, model: nn.Module, train: BatchSource | np.ndarray | torch.Tensor | tuple,
+            val: Any = None) -> History:
         """`val`: data scored with the objective, or a callable `val(model) -> float` (lower is
         better), e.g. minus a ranking metric on validation users, for what the loss cannot tell."""
         cfg = self.config
         cfg.validate()
         device = resolve_device(cfg.device)
         generator = seed_everything(cfg.seed)
-        monitor = val if callable(val) and not hasattr(val, "batches") else None
+        monitor = val if callable(val) and not isinstance(val, BatchSource) else None
         train_src, val_src = as_source(train), (None if monitor else as_source(val))
         if val_src is None and cfg.val_fraction > 0 and isinstance(train_src, TensorSource):
             train_src, val_src = _split(train_src, cfg.val_fraction, generator)
