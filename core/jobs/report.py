@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from core.jobs.atomic import atomic_write_text
@@ -36,12 +37,12 @@ class Section:
     def table(self, frame: pd.DataFrame, caption: str | None = None, float_format: str = "{:.4f}") -> Section:
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
         rows = []
-        for _, row in frame.iterrows():
+        for row in frame.itertuples(index=False):  # keeps each column's type (iterrows casts ints to float)
             cells = []
             for v in row:
-                if isinstance(v, float):
+                if isinstance(v, (float, np.floating)):
                     cells.append(f'<td class="num">{float_format.format(v)}</td>')
-                elif isinstance(v, int):
+                elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
                     cells.append(f'<td class="num">{v}</td>')
                 else:
                     cells.append(f"<td>{html.escape(str(v))}</td>")
