@@ -26,8 +26,8 @@ class BiasBaseline:
 
     def fit(self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
             n_users: int | None = None, n_items: int | None = None) -> BiasBaseline:
-        n_users = n_users or int(users.max()) + 1
-        n_items = n_items or int(items.max()) + 1
+        n_users = int(users.max()) + 1 if n_users is None else n_users
+        n_items = int(items.max()) + 1 if n_items is None else n_items
         self.mu_ = float(np.mean(ratings))
         self.lo_, self.hi_ = float(np.min(ratings)), float(np.max(ratings))
         bu, bi = np.zeros(n_users), np.zeros(n_items)

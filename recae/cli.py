@@ -19,48 +19,31 @@ from core.jobs.cli_support import (
     echo_table,
     setup_logging,
 )
+from recae.models import REGISTRY, get_model, model_names
 
 app = typer.Typer(help="Autoencoder movie recommender: train, evaluate, recommend, score.", no_args_is_help=True)
 
+
+def _model_name(value: str) -> str:
+    return get_model(value).name  # an unknown name: exit 2 with the registry's choices
+
+
+def _names(implicit: bool) -> str:
+    return ", ".join(name for name, spec in REGISTRY.items() if spec.implicit == implicit)
+
+
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="ml-100k, ml-1m (from AE_DATA_DIR) or a ratings "
                                          "CSV/Parquet file.")]
-ModelOpt = Annotated[str, typer.Option("--model", help="course, autorec, deeprec (explicit ratings) or multdae, "
-                                       "multvae (implicit, top-N).")]
+ModelOpt = Annotated[str, typer.Option(
+    "--model", parser=_model_name, metavar="[" + "|".join(model_names()) + "]", autocompletion=model_names,
+    help=f"{_names(False)} (explicit ratings) or {_names(True)} (implicit, top-N).")]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Training epochs (default: the model's recipe).")]
-UserColOpt = Annotated[str, typer.Option("--user-col", help="User id column of a ratings file.")]
-ItemColOpt = Annotated[str, typer.Option("--item-col", help="Item id column of a ratings file.")]
-RatingColOpt = Annotated[str, typer.Option("--rating-col", help="Rating column of a ratings file.")]
-TimeColOpt = Annotated[str | None, typer.Option("--time-col", help="Timestamp column (keeps the latest duplicate).")]
-
-
-def _data_root() -> Path:
-    from data.registry import data_dir
-
-    return data_dir()
-
-
-def _frame(dataset: str, user_col: str, item_col: str, rating_col: str, time_col: str | None):  # noqa: ANN202
-    from data.registry import ensure_dataset
-    from recae.datasets import resolve_dataset
-
-    if dataset in ("ml-100k", "ml-1m"):
-        ensure_dataset(dataset)
-    return resolve_dataset(dataset, _data_root(), user_col, item_col, rating_col, time_col)
-
-
-def _split(dataset: str, split: str, user_col: str, item_col: str, rating_col: str, time_col: str | None,
-           seed: int):  # noqa: ANN202 - (train frame, test frame or None)
-    """The train/test frames of an explicit split; the official folds read ML-100K's own files."""
-    from data.registry import ensure_dataset
-    from recae.datasets import ML100K_FOLDS
-    from recae.evaluate import split_ratings
-
-    if split in ML100K_FOLDS:
-        ensure_dataset("ml-100k")
-        frame = None
-    else:
-        frame = _frame(dataset, user_col, item_col, rating_col, time_col)
-    return split_ratings(dataset, split, _data_root(), frame, seed)
+_FILE = "Ratings file (--dataset FILE)"
+UserColOpt = Annotated[str, typer.Option("--user-col", help="User id column.", rich_help_panel=_FILE)]
+ItemColOpt = Annotated[str, typer.Option("--item-col", help="Item id column.", rich_help_panel=_FILE)]
+RatingColOpt = Annotated[str, typer.Option("--rating-col", help="Rating column.", rich_help_panel=_FILE)]
+TimeColOpt = Annotated[str | None, typer.Option("--time-col", help="Timestamp column (keeps the latest duplicate).",
+                                                rich_help_panel=_FILE)]
 
 
 @app.command()
@@ -72,31 +55,30 @@ def train(
                                        "(90/10), or on everything: none.")] = "none",
     model: ModelOpt = "autorec",
     epochs: EpochsOpt = None,
-    user_col: UserColOpt = "user",
-    item_col: ItemColOpt = "item",
-    rating_col: RatingColOpt = "rating",
-    time_col: TimeColOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
+    user_col: UserColOpt = "user",
+    item_col: ItemColOpt = "item",
+    rating_col: RatingColOpt = "rating",
+    time_col: TimeColOpt = None,
 ) -> None:
     """Train a recommender and save it (weights, id maps, rating scale, training matrix).
 
     Example: ae recae train --dataset ml-100k --model autorec --out models/autorec
     """
-    from recae.models import check_model
+    from recae.datasets import NAMED_DATASETS
+    from recae.evaluate import training_ratings
     from recae.recommender import AutoencoderRecommender
 
     setup_logging(quiet, verbose)
-    check_model(model)
-    if split == "users":
-        raise UserError("--split users is an evaluation protocol; use it with `ae recae evaluate`")
-    train_frame, _ = _split(dataset, split, user_col, item_col, rating_col, time_col, seed)
     rec = AutoencoderRecommender(model=model, epochs=epochs, device=device, seed=seed, progress=not quiet)
+    train_frame = training_ratings(dataset, split, seed=seed, user_col=user_col, item_col=item_col,
+                                   rating_col=rating_col, time_col=time_col)
     rec.fit(train_frame)
     rec.save(out, metrics={"final_train_loss": rec.history_.train_loss[-1]},
-             dataset=dataset if dataset in ("ml-100k", "ml-1m") else None)
+             dataset=dataset if dataset in NAMED_DATASETS else None)
     typer.echo(f"trained {model} on {len(train_frame)} ratings ({len(rec.user_map_)} users, "
                f"{len(rec.item_map_)} items) in {rec.history_.seconds:.1f} s; saved {out}")
 
@@ -110,40 +92,28 @@ def evaluate(
     model: ModelOpt = "autorec",
     epochs: EpochsOpt = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write metrics and baselines as JSON.")] = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
     user_col: UserColOpt = "user",
     item_col: ItemColOpt = "item",
     rating_col: RatingColOpt = "rating",
     time_col: TimeColOpt = None,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    quiet: QuietOpt = False,
 ) -> None:
     """Train and evaluate in one go; prints the model beside baselines computed in the same run.
 
     Example: ae recae evaluate --dataset ml-100k --split u1 --model autorec --json u1.json
     """
     from core.jobs.atomic import atomic_write_text
-    from recae.evaluate import SPLITS, evaluate_explicit, evaluate_users
-    from recae.models import EXPLICIT, check_model
+    from recae.evaluate import evaluate_split
     from recae.recommender import AutoencoderRecommender
 
     setup_logging(quiet)
-    check_model(model)
-    if split not in SPLITS or split == "none":
-        raise UserError(f"unknown split {split!r}; choose one of {', '.join(s for s in SPLITS if s != 'none')}")
-    if split == "users" and model in EXPLICIT:
-        raise UserError(f"{model} predicts ratings; evaluate it on an explicit split (u1…u5, random), "
-                        f"or use multdae/multvae for --split users")
-    if split != "users" and model not in EXPLICIT:
-        raise UserError(f"{model} ranks items; evaluate it with --split users")
     if json_out is not None and json_out.parent.exists() and not json_out.parent.is_dir():
         raise UserError(f"cannot write {json_out}")
     rec = AutoencoderRecommender(model=model, epochs=epochs, device=device, seed=seed, progress=not quiet)
-    if split == "users":
-        result = evaluate_users(rec, _frame(dataset, user_col, item_col, rating_col, time_col), seed)
-    else:
-        train_frame, test_frame = _split(dataset, split, user_col, item_col, rating_col, time_col, seed)
-        result = evaluate_explicit(rec, train_frame, test_frame)
+    result = evaluate_split(rec, dataset, split, seed=seed, user_col=user_col, item_col=item_col,
+                            rating_col=rating_col, time_col=time_col)
     keys = list(result["metrics"])
     rows = [[f"{model} (ours)", *[result["metrics"][k] for k in keys]]]
     rows += [[name, *[m[k] for k in keys]] for name, m in result["baselines"].items()]

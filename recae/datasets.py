@@ -125,28 +125,39 @@ def drop_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def resolve_dataset(name: str, data_dir: str | Path | None = None, user_col: str = "user", item_col: str = "item",
-                    rating_col: str = "rating", time_col: str | None = None) -> pd.DataFrame:
+def dataset_root(data_dir: str | Path | None = None) -> Path:
+    """`data_dir`, else the datasets folder ($AE_DATA_DIR, or the project's data/)."""
     from data.registry import data_dir as default_dir
 
-    root = Path(data_dir) if data_dir is not None else default_dir()
-    if name == "ml-100k":
-        return load_ml100k(root)
-    if name == "ml-1m":
-        return load_ml1m(root)
+    return Path(data_dir) if data_dir is not None else default_dir()
+
+
+def ensure_dataset(name: str, root: str | Path | None = None) -> None:
+    """Fail early, saying what to download and where, unless every file of `name` is under `root`."""
+    from data.registry import ensure_dataset as ensure
+
+    ensure(name, root=dataset_root(root))
+
+
+_NAMED = {"ml-100k": (load_ml100k, load_ml100k_items), "ml-1m": (load_ml1m, load_ml1m_items)}
+NAMED_DATASETS = tuple(_NAMED)  # read by name from the datasets folder, titles included
+
+
+def resolve_dataset(name: str, data_dir: str | Path | None = None, user_col: str = "user", item_col: str = "item",
+                    rating_col: str = "rating", time_col: str | None = None) -> pd.DataFrame:
+    """A named dataset (checked complete first) or a ratings file with the given columns."""
+    if name in _NAMED:
+        root = dataset_root(data_dir)
+        ensure_dataset(name, root)
+        return _NAMED[name][0](root)
     return load_ratings_file(name, user_col, item_col, rating_col, time_col)
 
 
 def load_items(name: str, data_dir: str | Path | None = None) -> pd.DataFrame | None:
     """Titles for a known dataset when they are available, else None (ids are shown instead)."""
-    from data.registry import data_dir as default_dir
-
-    root = Path(data_dir) if data_dir is not None else default_dir()
+    if name not in _NAMED:
+        return None
     try:
-        if name == "ml-100k":
-            return load_ml100k_items(root)
-        if name == "ml-1m":
-            return load_ml1m_items(root)
+        return _NAMED[name][1](dataset_root(data_dir))
     except UserError:
         return None
-    return None

@@ -16,27 +16,76 @@ import pandas as pd
 
 from core.errors import UserError
 from recae.baselines import EASE, BiasBaseline, GlobalMean, Popularity
-from recae.datasets import ML100K_FOLDS, load_ml100k_fold, resolve_dataset
+from recae.datasets import ML100K_FOLDS, dataset_root, ensure_dataset, load_ml100k_fold, resolve_dataset
 from recae.interactions import IdMap, Interactions, heldout_users_split, random_split, to_csr
 from recae.metrics import course_rmse, evaluate_topn, mae, rmse
+from recae.models import REGISTRY, get_model
 from recae.recommender import AutoencoderRecommender
 
 SPLITS = (*ML100K_FOLDS, "random", "users", "none")
+TRAIN_SPLITS = (*ML100K_FOLDS, "random", "none")  # "none": train on every rating
+EVALUATION_SPLITS = (*ML100K_FOLDS, "random", "users")
 
 
-def split_ratings(dataset: str, split: str, data_dir: Path, frame: pd.DataFrame | None = None,
-                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """(train, test) rating frames for explicit splits; `none` trains on everything."""
+def check_train_split(split: str) -> None:
+    """A model is trained on everything (`none`) or on the training part of an explicit split."""
+    if split == "users":
+        raise UserError("--split users is an evaluation protocol; use it with `ae recae evaluate`")
+    if split not in TRAIN_SPLITS:
+        raise UserError(f"unknown split {split!r}; choose one of {', '.join(TRAIN_SPLITS)}")
+
+
+def check_protocol(model: str, split: str) -> None:
+    """Explicit splits measure predicted ratings, `users` measures rankings: each model fits one."""
+    if split not in EVALUATION_SPLITS:
+        raise UserError(f"unknown split {split!r}; choose one of {', '.join(EVALUATION_SPLITS)}")
+    _check_measures(model, ranking=split == "users")
+
+
+def _check_measures(model: str, ranking: bool) -> None:
+    implicit = get_model(model).implicit
+    if ranking and not implicit:
+        rankers = "/".join(name for name, spec in REGISTRY.items() if spec.implicit)
+        raise UserError(f"{model} predicts ratings; evaluate it on an explicit split (u1…u5, random), "
+                        f"or use {rankers} for --split users")
+    if not ranking and implicit:
+        raise UserError(f"{model} ranks items; evaluate it with --split users")
+
+
+def split_ratings(dataset: str, split: str, data_dir: str | Path | None = None, frame: pd.DataFrame | None = None,
+                  seed: int = 0, **columns: str | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(train, test) rating frames for explicit splits; `none` trains on everything. The official
+    folds are ML-100K's own files; otherwise `frame`, or the dataset read with `columns` (see
+    recae.datasets.resolve_dataset), is split."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    root = dataset_root(data_dir)
     if split in ML100K_FOLDS:
         if dataset != "ml-100k":
             raise UserError(f"split {split} exists only for ml-100k; use --split random or users")
-        return load_ml100k_fold(data_dir, split)
-    frame = frame if frame is not None else resolve_dataset(dataset, data_dir)
+        ensure_dataset("ml-100k", root=root)
+        return load_ml100k_fold(root, split)
+    frame = frame if frame is not None else resolve_dataset(dataset, root, **columns)
     if split == "random":
         return random_split(frame, 0.1, seed)
     return frame, None
+
+
+def training_ratings(dataset: str, split: str = "none", data_dir: str | Path | None = None, seed: int = 0,
+                     **columns: str | None) -> pd.DataFrame:
+    """The ratings a model is trained on: all of the dataset's, or the training part of a split."""
+    check_train_split(split)
+    return split_ratings(dataset, split, data_dir, seed=seed, **columns)[0]
+
+
+def evaluate_split(rec: AutoencoderRecommender, dataset: str, split: str = "u1", data_dir: str | Path | None = None,
+                   seed: int = 0, **columns: str | None) -> dict[str, Any]:
+    """Train `rec` and measure it on `split` of `dataset`, beside the baselines of the same run."""
+    check_protocol(rec.model, split)
+    if split == "users":
+        return evaluate_users(rec, resolve_dataset(dataset, data_dir, **columns), seed)
+    train, test = split_ratings(dataset, split, data_dir, seed=seed, **columns)
+    return evaluate_explicit(rec, train, test)
 
 
 def explicit_metrics(users: np.ndarray, pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -45,6 +94,7 @@ def explicit_metrics(users: np.ndarray, pred: np.ndarray, true: np.ndarray) -> d
 
 
 def evaluate_explicit(rec: AutoencoderRecommender, train: pd.DataFrame, test: pd.DataFrame) -> dict[str, Any]:
+    _check_measures(rec.model, ranking=False)
     t0 = time.perf_counter()
     rec.fit(train)
     train_seconds = time.perf_counter() - t0
@@ -64,10 +114,12 @@ def evaluate_explicit(rec: AutoencoderRecommender, train: pd.DataFrame, test: pd
 
 
 def evaluate_users(rec: AutoencoderRecommender, frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
+    """Held-out users; the validation users pick the epoch kept (their positives are rated 5 so that
+    they pass any positive threshold)."""
+    _check_measures(rec.model, ranking=True)
     split = heldout_users_split(frame, seed=seed)
     t0 = time.perf_counter()
-    validation = (split.val_fold_in, split.val_target) if rec.implicit else None
-    rec.fit(split.train.assign(rating=5.0) if rec.implicit else split.train, validation=validation)
+    rec.fit(split.train.assign(rating=5.0), validation=(split.val_fold_in, split.val_target))
     train_seconds = time.perf_counter() - t0
     users = IdMap(split.test_fold_in["user"])
     fold = to_csr(split.test_fold_in, users, rec.item_map_)

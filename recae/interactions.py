@@ -83,8 +83,8 @@ class Interactions:
                    item_map: IdMap | None = None) -> Interactions:
         if frame.empty:
             raise UserError("no ratings to build a user×item matrix from")
-        user_map = user_map or IdMap(frame["user"])
-        item_map = item_map or IdMap(frame["item"])
+        user_map = IdMap(frame["user"]) if user_map is None else user_map
+        item_map = IdMap(frame["item"]) if item_map is None else item_map
         return cls(user_map, item_map, to_csr(frame, user_map, item_map))
 
 

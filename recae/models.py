@@ -1,4 +1,4 @@
-"""The recommender's networks, all `core` autoencoders, and how each is trained.
+"""The recommender's networks as data: one registry entry per model (network, objective, recipe, flags).
 
 - course: the classic course example, 20-10-20 sigmoid, RMSprop(weight decay 0.5), loss only on
   rated movies, gradients never zeroed; batched (64 users a step) instead of one user per step, with
@@ -14,11 +14,14 @@
   dropout 0.7, and anneals its KL weight up to β = 0.02 (the paper caps it at 0.2, but its anneal
   schedule never gets past about 0.05 in its own runs). Picked among 4 variants by validation-user
   NDCG@100. Given validation users, both keep their best epoch (up to 150).
+
+Adding a model = one `register(RecModel(...))` below + its tests; the recommender, the trainer
+set-up, the evaluation protocols and the CLI read everything they need from the entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,14 +35,14 @@ from core.errors import UserError
 from core.losses import BetaSchedule, masked_mse
 from core.models import dense_vae
 from core.objective import ReconstructionObjective
+from core.train import Objective
 
-MODELS = ("course", "autorec", "deeprec", "multdae", "multvae")
-EXPLICIT = ("course", "autorec", "deeprec")
+Inputs = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]  # dense rating rows -> (input, target)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Recipe:
-    """Training defaults per model (each can be overridden)."""
+    """Training defaults of a model (each can be overridden on the recommender)."""
 
     epochs: int
     batch_size: int
@@ -48,54 +51,70 @@ class Recipe:
     weight_decay: float = 0.0
     max_epochs_with_validation: int | None = None  # with validation users: train this long, keep the best epoch
 
-
-RECIPES = {
-    "course": Recipe(epochs=200, batch_size=64, optimizer="rmsprop", lr=0.02, weight_decay=0.5),
-    "autorec": Recipe(epochs=20, batch_size=64, optimizer="lbfgs", lr=1.0, weight_decay=0.0),
-    "deeprec": Recipe(epochs=60, batch_size=32, optimizer="adam", lr=1e-3, weight_decay=0.0),
-    "multdae": Recipe(epochs=50, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-5,
-                      max_epochs_with_validation=150),
-    "multvae": Recipe(epochs=100, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0,
-                      max_epochs_with_validation=150),
-}
+    def default_epochs(self, validation: bool) -> int:
+        if validation and self.max_epochs_with_validation is not None:
+            return self.max_epochs_with_validation
+        return self.epochs
 
 
-def check_model(name: str) -> None:
-    if name not in MODELS:
-        raise UserError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+def rating_inputs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Explicit models: ratings in, the same ratings as the target (the loss masks the unrated zeros)."""
+    return rows, rows
 
 
-def build(name: str, n_inputs: int, hidden: int | None = None) -> nn.Module:
-    """n_inputs: items for user-based models, users for the item-based autorec."""
-    if name == "course":
-        return DenseAE(DenseConfig(input_dim=n_inputs, hidden=[20], code_size=10, activation="sigmoid",
-                                   code_activation="sigmoid", out_activation=None))
-    if name == "autorec":
-        return DenseAE(DenseConfig(input_dim=n_inputs, hidden=[], code_size=hidden or 500,
-                                   code_activation="sigmoid", out_activation=None))
-    if name == "deeprec":
-        h = hidden or 256
-        return DenseAE(DenseConfig(input_dim=n_inputs, hidden=[h], code_size=h, activation="selu",
-                                   code_activation="selu", out_activation=None, code_dropout=0.8))
-    if name == "multdae":
-        return DenseAE(DenseConfig(input_dim=n_inputs, hidden=[600], code_size=hidden or 200, activation="tanh",
-                                   code_activation="tanh", input_dropout=0.5))
-    if name == "multvae":  # items -> 300 tanh -> 64-d Gaussian latent -> 300 -> items
-        return dense_vae(n_inputs, [hidden or 300], 64, activation="tanh", code_activation="tanh", input_dropout=0.7)
-    check_model(name)
-    raise AssertionError
+def positive_inputs(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Implicit models: L2-normalised binary rows in, the binary rows as the multinomial target."""
+    binary = (rows > 0).float()
+    return binary / binary.norm(dim=1, keepdim=True).clamp_min(1e-12), binary
+
+
+@dataclass(frozen=True)
+class RecModel:
+    """One model of the recommender: everything that differs between models, as data."""
+
+    name: str
+    build: Callable[[int, int | None], nn.Module]  # (n_inputs: items, or users if item_based; hidden) -> module
+    objective: Callable[[float, int], Objective]  # (l2, epochs) -> the training objective
+    recipe: Recipe
+    hidden: int | None = None  # default width of the layer `hidden` sets; None: a fixed shape that ignores it
+    implicit: bool = False  # learns positives (rating >= threshold) and ranks items; else predicts ratings
+    item_based: bool = False  # a row is an item's ratings by every user (scores the full matrix once)
+    accumulate_grad: bool = False  # never zero gradients (reproduces code that forgot zero_grad)
+    l2_penalty: bool = False  # the objective adds l2/2·‖W‖² (the recommender's `l2` matters)
+
+    @property
+    def inputs(self) -> Inputs:
+        return positive_inputs if self.implicit else rating_inputs
+
+
+REGISTRY: dict[str, RecModel] = {}
+
+
+def register(entry: RecModel) -> RecModel:
+    if entry.name in REGISTRY:
+        raise ValueError(f"model {entry.name!r} is already registered")
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def get_model(name: str) -> RecModel:
+    try:
+        return REGISTRY[name]
+    except (KeyError, TypeError):
+        raise UserError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)}") from None
 
 
 class SparseRows:
-    """Mini-batches of csr rows densified one batch at a time (never the whole matrix).
+    """Mini-batches of csr rows densified one batch at a time (never the whole matrix), turned into
+    (input, target) pairs by the model's `inputs`."""
 
-    implicit=False: a batch is (ratings, ratings) and the loss masks unrated zeros.
-    implicit=True: a batch is (L2-normalised binary rows, binary rows) for the multinomial loss.
-    """
-
-    def __init__(self, matrix: sp.csr_matrix, implicit: bool = False) -> None:
+    def __init__(self, matrix: sp.csr_matrix, inputs: Inputs) -> None:
         self.matrix = sp.csr_matrix(matrix, dtype=np.float32)
-        self.implicit = implicit
+        self.inputs = inputs
 
     def n_batches(self, batch_size: int) -> int:
         return -(-self.matrix.shape[0] // batch_size)
@@ -104,18 +123,10 @@ class SparseRows:
         n = self.matrix.shape[0]
         order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
         for start in range(0, n, batch_size):
-            rows = torch.from_numpy(self.matrix[order[start:start + batch_size]].toarray())
-            yield to_inputs(rows, self.implicit)
+            yield self.inputs(torch.from_numpy(self.matrix[order[start:start + batch_size]].toarray()))
 
 
-def to_inputs(rows: torch.Tensor, implicit: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    if not implicit:
-        return rows, rows
-    binary = (rows > 0).float()
-    norm = binary / binary.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return norm, binary
-
-
+# ------------------------------------------------------------------------------------ objectives
 class RefeedObjective:
     """DeepRec's dense re-feeding: a masked step on the real ratings, then a step that feeds the
     dense output back in with itself as the target (the fixed point of a good model)."""
@@ -160,16 +171,50 @@ class L2Objective:
         return loss, {"recon": rec}
 
 
-def objective(name: str, l2: float, n_batches: int, epochs: int) -> Any:
-    if name == "autorec":
-        return L2Objective(l2)
-    if name == "deeprec":
-        return RefeedObjective()
-    if name == "multdae":
-        return ReconstructionObjective(loss="multinomial")
-    if name == "multvae":
-        beta = BetaSchedule(beta=0.02, warmup_epochs=max(1, epochs // 2))
-        return ReconstructionObjective(loss="multinomial", beta=beta)
-    if name == "course":
-        return CourseObjective()
-    return ReconstructionObjective(loss="masked_mse")
+def _annealed_multinomial(l2: float, epochs: int) -> Objective:
+    beta = BetaSchedule(beta=0.02, warmup_epochs=max(1, epochs // 2))
+    return ReconstructionObjective(loss="multinomial", beta=beta)
+
+
+# ----------------------------------------------------------------------------------------- models
+register(RecModel(
+    name="course",
+    build=lambda n, hidden: DenseAE(DenseConfig(input_dim=n, hidden=[20], code_size=10, activation="sigmoid",
+                                                code_activation="sigmoid", out_activation=None)),
+    objective=lambda l2, epochs: CourseObjective(),
+    recipe=Recipe(epochs=200, batch_size=64, optimizer="rmsprop", lr=0.02, weight_decay=0.5),
+    accumulate_grad=True))
+
+register(RecModel(
+    name="autorec",
+    build=lambda n, hidden: DenseAE(DenseConfig(input_dim=n, hidden=[], code_size=hidden,
+                                                code_activation="sigmoid", out_activation=None)),
+    objective=lambda l2, epochs: L2Objective(l2),
+    recipe=Recipe(epochs=20, batch_size=64, optimizer="lbfgs", lr=1.0, weight_decay=0.0),
+    hidden=500, item_based=True, l2_penalty=True))
+
+register(RecModel(
+    name="deeprec",
+    build=lambda n, hidden: DenseAE(DenseConfig(input_dim=n, hidden=[hidden], code_size=hidden, activation="selu",
+                                                code_activation="selu", out_activation=None, code_dropout=0.8)),
+    objective=lambda l2, epochs: RefeedObjective(),
+    recipe=Recipe(epochs=60, batch_size=32, optimizer="adam", lr=1e-3, weight_decay=0.0),
+    hidden=256))
+
+register(RecModel(
+    name="multdae",
+    build=lambda n, hidden: DenseAE(DenseConfig(input_dim=n, hidden=[600], code_size=hidden, activation="tanh",
+                                                code_activation="tanh", input_dropout=0.5)),
+    objective=lambda l2, epochs: ReconstructionObjective(loss="multinomial"),
+    recipe=Recipe(epochs=50, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=1e-5,
+                  max_epochs_with_validation=150),
+    hidden=200, implicit=True))
+
+register(RecModel(  # items -> 300 tanh -> 64-d Gaussian latent -> 300 -> items
+    name="multvae",
+    build=lambda n, hidden: dense_vae(n, [hidden], 64, activation="tanh", code_activation="tanh",
+                                      input_dropout=0.7),
+    objective=_annealed_multinomial,
+    recipe=Recipe(epochs=100, batch_size=64, optimizer="adam", lr=1e-3, weight_decay=0.0,
+                  max_epochs_with_validation=150),
+    hidden=300, implicit=True))

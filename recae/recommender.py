@@ -2,7 +2,7 @@
 
 Unknown users raise a clear error (use `fold_in` with their ratings). Items never seen in training
 get the global mean rating as their prediction and are never recommended. Predictions are clipped
-to the training rating scale. For the item-based `autorec`, a new user's fold-in borrows the
+to the training rating scale. For an item-based model (autorec), a new user's fold-in borrows the
 predicted rows of the 20 training users most similar (cosine) to the given ratings.
 """
 
@@ -17,20 +17,26 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from core.artifact import load_artifact, save_artifact
+from core.artifact import Artifact
 from core.device import resolve_device
-from core.errors import ArtifactError, UserError
+from core.errors import UserError
+from core.estimator import Estimator, FittedState
 from core.train import History, TrainConfig, Trainer
-from recae import models as M
 from recae.interactions import IdMap, Interactions, to_csr
 from recae.metrics import evaluate_topn, topk_indices
+from recae.models import REGISTRY, RecModel, SparseRows, get_model
 
 log = logging.getLogger(__name__)
 
 KIND = "recae.AutoencoderRecommender"
 
 
-class AutoencoderRecommender:
+class AutoencoderRecommender(Estimator):
+    """`model` names a registry entry of recae.models; `epochs`, `batch_size`, `lr`, `weight_decay`
+    and `hidden` left as None take the entry's recipe and width."""
+
+    kind = KIND
+
     def __init__(self, model: str = "autorec", epochs: int | None = None, batch_size: int | None = None,
                  lr: float | None = None, weight_decay: float | None = None, l2: float = 0.003,
                  hidden: int | None = None, positive_threshold: float = 4.0, device: str = "auto", seed: int = 0,
@@ -39,13 +45,14 @@ class AutoencoderRecommender:
         self.weight_decay, self.l2, self.hidden, self.positive_threshold = weight_decay, l2, hidden, positive_threshold
         self.device, self.seed, self.progress = device, seed, progress
 
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("model", "epochs", "batch_size", "lr", "weight_decay", "l2", "hidden",
-                                               "positive_threshold", "seed")}
+    @property
+    def spec(self) -> RecModel:
+        """The registry entry of `model` (raises UserError for an unknown name)."""
+        return get_model(self.model)
 
     @property
     def implicit(self) -> bool:
-        return self.model not in M.EXPLICIT
+        return self.spec.implicit
 
     # ---------------------------------------------------------------------------------------- fit
     def fit(self, ratings: pd.DataFrame,
@@ -53,11 +60,17 @@ class AutoencoderRecommender:
         """`validation`: (fold-in, held-out) positives of users outside `ratings`, for the
         implicit models: training then keeps the epoch with the best validation NDCG@100 (the Mult-VAE
         paper's model selection); without it they train the recipe's fixed number of epochs."""
-        M.check_model(self.model)
+        spec = self.spec
         if self.epochs is not None and self.epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.hidden is not None and self.hidden < 1:
+            raise UserError(f"hidden must be at least 1, got {self.hidden}")
+        if validation is not None and not spec.implicit:
+            raise UserError(f"validation users select epochs for the top-N models, not {self.model}")
+        cfg = self._train_config(spec, validation is not None)
+        cfg.validate()  # bad settings fail before any fitted state is set
         frame = ratings
-        if self.implicit:
+        if spec.implicit:
             frame = ratings[ratings["rating"] >= self.positive_threshold]
             if frame.empty:
                 raise UserError(f"no ratings >= {self.positive_threshold} to learn implicit preferences from")
@@ -66,35 +79,36 @@ class AutoencoderRecommender:
         self.train_ = data.matrix
         # what each user has rated, low ratings included: never recommended back (the implicit
         # models learn from positives only, so their training matrix alone would miss the rest)
-        self.seen_ = to_csr(ratings, self.user_map_, self.item_map_) if self.implicit else self.train_
+        self.seen_ = to_csr(ratings, self.user_map_, self.item_map_) if spec.implicit else self.train_
         self.global_mean_ = float(ratings["rating"].mean())
         self.scale_ = (float(ratings["rating"].min()), float(ratings["rating"].max()))
-        recipe = M.RECIPES[self.model]
-        if validation is not None:  # train longer and keep the best validation epoch
-            epochs = self.epochs or recipe.max_epochs_with_validation or recipe.epochs
-        else:
-            epochs = self.epochs or recipe.epochs
-        item_based = self.model == "autorec"
-        matrix = self.train_.T.tocsr() if item_based else self.train_
-        torch.manual_seed(self.seed)
-        self.module_ = M.build(self.model, matrix.shape[1], self.hidden)
-        source = M.SparseRows(matrix, implicit=self.implicit)
-        cfg = TrainConfig(epochs=epochs, batch_size=self.batch_size or recipe.batch_size, optimizer=recipe.optimizer,
-                          lr=self.lr or recipe.lr,
-                          weight_decay=recipe.weight_decay if self.weight_decay is None else self.weight_decay,
-                          seed=self.seed, device=self.device, progress=self.progress,
-                          accumulate_grad=self.model == "course", restore_best=validation is not None,
-                          description=f"recae {self.model}")
-        objective = M.objective(self.model, self.l2, source.n_batches(cfg.batch_size), epochs)
+        self.dataset_ = None
+        matrix = self.train_.T.tocsr() if spec.item_based else self.train_
         monitor = self._validation_monitor(*validation) if validation is not None else None
-        self.history_: History = Trainer(cfg, objective).fit(self.module_, source, monitor)
+        torch.manual_seed(self.seed)
+        self.module_ = spec.build(matrix.shape[1], spec.hidden if self.hidden is None else self.hidden)
+        trainer = Trainer(cfg, spec.objective(self.l2, cfg.epochs))
+        self.history_: History = trainer.fit(self.module_, SparseRows(matrix, spec.inputs), monitor)
         self.module_.eval()
         self._full = None
         return self
 
+    def _train_config(self, spec: RecModel, validation: bool) -> TrainConfig:
+        """The entry's recipe, with every setting given to `__init__` (not None) taking its place.
+        With validation users the implicit models train longer and keep the best validation epoch."""
+        recipe = spec.recipe
+
+        def given(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        return TrainConfig(epochs=given(self.epochs, recipe.default_epochs(validation)),
+                           batch_size=given(self.batch_size, recipe.batch_size), optimizer=recipe.optimizer,
+                           lr=given(self.lr, recipe.lr), weight_decay=given(self.weight_decay, recipe.weight_decay),
+                           seed=self.seed, device=self.device, progress=self.progress,
+                           accumulate_grad=spec.accumulate_grad, restore_best=validation,
+                           description=f"recae {self.model}")
+
     def _validation_monitor(self, fold_in: pd.DataFrame, target: pd.DataFrame) -> Any:
-        if not self.implicit:
-            raise UserError(f"validation users select epochs for the top-N models, not {self.model}")
         users = IdMap(fold_in["user"])
         fold, held = to_csr(fold_in, users, self.item_map_), to_csr(target, users, self.item_map_)
         keep = (np.diff(fold.indptr) > 0) & (np.diff(held.indptr) > 0)
@@ -108,24 +122,21 @@ class AutoencoderRecommender:
         return minus_ndcg
 
     # ----------------------------------------------------------------------------- raw scoring
-    def _check(self) -> None:
-        if not hasattr(self, "module_"):
-            raise UserError("the recommender is not fitted")
-
     @torch.no_grad()
     def _forward_rows(self, rows: sp.csr_matrix) -> np.ndarray:
         device = resolve_device(self.device)
         self.module_.to(device).eval()
-        x, _ = M.to_inputs(torch.from_numpy(rows.toarray().astype(np.float32)), self.implicit)
+        x, _ = self.spec.inputs(torch.from_numpy(rows.toarray().astype(np.float32)))
         return self.module_.reconstruct(x.to(device)).float().cpu().numpy()
 
     def _full_predictions(self) -> np.ndarray:
-        """Item-based autorec: the whole users×items prediction matrix, computed once."""
+        """Item-based models: the whole users×items prediction matrix, computed once."""
         if getattr(self, "_full", None) is None:
             cells = self.train_.shape[0] * self.train_.shape[1]
             if cells > 200_000_000:
-                raise UserError("autorec scoring needs the full users×items matrix; this catalogue is too large "
-                                "(use a user-based model such as multdae or course)")
+                user_based = ", ".join(name for name, spec in REGISTRY.items() if not spec.item_based)
+                raise UserError(f"{self.model} scoring needs the full users×items matrix; this catalogue is too "
+                                f"large (use a user-based model: {user_based})")
             items = self.train_.T.tocsr()
             out = np.empty((items.shape[0], items.shape[1]), dtype=np.float32)
             for s in range(0, items.shape[0], 1024):
@@ -136,12 +147,13 @@ class AutoencoderRecommender:
     def score_rows(self, user_idx: np.ndarray | None = None, rows: sp.csr_matrix | None = None) -> np.ndarray:
         """Scores (predicted ratings, or preference logits for implicit models) for known users by
         index, or for new users given their csr rating rows. A pure function of the model and rows."""
-        self._check()
+        self.check_fitted()
+        item_based = self.spec.item_based
         if rows is None:
-            if self.model == "autorec":
+            if item_based:
                 return self._full_predictions()[user_idx]
             rows = self.train_[user_idx]
-        elif self.model == "autorec":
+        elif item_based:
             return self._neighbour_fold_in(rows)
         return self._forward_rows(rows)
 
@@ -172,7 +184,7 @@ class AutoencoderRecommender:
 
     def predict(self, users: Any, items: Any) -> np.ndarray:
         """Predicted ratings for (user, item) pairs of raw ids (explicit models)."""
-        self._check()
+        self.check_fitted()
         if self.implicit:
             raise UserError(f"{self.model} learns implicit preferences; it ranks items but does not predict ratings")
         users, items = np.atleast_1d(np.asarray(users, dtype=object)), np.atleast_1d(np.asarray(items, dtype=object))
@@ -194,8 +206,8 @@ class AutoencoderRecommender:
         scores[r, c] = -np.inf
         top = topk_indices(scores, k)
         vals = np.take_along_axis(scores, top, axis=1)
-        if not self.implicit:
-            vals = np.clip(vals, *self.scale_)
+        if not self.implicit:  # clip predicted ratings to the scale; seen items stay -inf (never offered)
+            vals = np.where(np.isfinite(vals), np.clip(vals, *self.scale_), vals)
         return top, vals
 
     def _frame(self, top: np.ndarray, vals: np.ndarray) -> pd.DataFrame:
@@ -206,6 +218,7 @@ class AutoencoderRecommender:
 
     def recommend(self, user: Any, k: int = 10) -> pd.DataFrame:
         """Top-k items the user has not rated, best first."""
+        self.check_fitted()
         self._check_k(k)
         u = self._user_index(user)
         top, vals = self._top(self.score_rows(np.array([u])), self.seen_[[u]], k)
@@ -213,7 +226,7 @@ class AutoencoderRecommender:
 
     def fold_in(self, ratings: dict[Any, float], k: int = 10) -> pd.DataFrame:
         """Recommendations for a new user from a few ratings, without retraining."""
-        self._check()
+        self.check_fitted()
         self._check_k(k)
         if not ratings:
             raise UserError("fold-in needs at least one rating")
@@ -248,41 +261,40 @@ class AutoencoderRecommender:
 
     # ------------------------------------------------------------------------------ persistence
     def save(self, path: str | Path, metrics: dict[str, Any] | None = None, dataset: str | None = None) -> Path:
-        self._check()
+        """`dataset`: the named dataset (ml-100k, ml-1m) the ratings came from, recorded so that
+        `recommend` can show titles; None keeps the one recorded before (if loaded)."""
+        if dataset is not None:
+            self.check_fitted()
+            self.dataset_ = dataset
+        return super().save(path, metrics)
+
+    def _fitted_state(self) -> FittedState:
         t = self.train_.tocoo()
-        extras = {"params": self.get_params(), "user_map": self.user_map_.to_dict(),
-                  "item_map": self.item_map_.to_dict(), "global_mean": self.global_mean_, "scale": self.scale_,
-                  "dataset": dataset, "history": self.history_.to_dict(), "shape": list(self.train_.shape)}
+        extras = {"user_map": self.user_map_.to_dict(), "item_map": self.item_map_.to_dict(),
+                  "global_mean": self.global_mean_, "scale": self.scale_, "dataset": self.dataset_,
+                  "history": self.history_.to_dict(), "shape": list(self.train_.shape)}
         tensors = {"train_row": torch.from_numpy(t.row.astype(np.int64)),
                    "train_col": torch.from_numpy(t.col.astype(np.int64)),
                    "train_val": torch.from_numpy(t.data.astype(np.float32))}
-        if self.seen_ is not self.train_:
+        if self.seen_ is not self.train_:  # only the positions: every rated item counts as seen
             s = self.seen_.tocoo()
             tensors.update(seen_row=torch.from_numpy(s.row.astype(np.int64)),
                            seen_col=torch.from_numpy(s.col.astype(np.int64)))
-        return save_artifact(path, self.module_, kind=KIND, extras=extras, tensors=tensors, metrics=metrics or {})
+        return FittedState(self.module_, extras, tensors)
 
-    @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> AutoencoderRecommender:
-        art = load_artifact(path, expected_kind=KIND)
-        ex = art.extras
-        try:
-            rec = cls(**ex["params"], device=device)
-            rec.module_ = art.model
-            rec.user_map_ = IdMap.from_dict(ex["user_map"])
-            rec.item_map_ = IdMap.from_dict(ex["item_map"])
-            rec.global_mean_, rec.scale_ = float(ex["global_mean"]), tuple(ex["scale"])
-            rec.dataset_ = ex.get("dataset")
-            rec.history_ = History.from_dict(ex["history"])
-            t = art.tensors
-            rec.train_ = sp.csr_matrix((t["train_val"].numpy(), (t["train_row"].numpy(), t["train_col"].numpy())),
-                                       shape=tuple(ex["shape"]))
-            rec.seen_ = rec.train_
-            if "seen_row" in t:
-                rows, cols = t["seen_row"].numpy(), t["seen_col"].numpy()
-                rec.seen_ = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
-                                          shape=tuple(ex["shape"]))
-        except KeyError as exc:
-            raise ArtifactError(f"{path} is not a valid recommender: missing {exc}") from None
-        rec._full = None
-        return rec
+    def _restore(self, artifact: Artifact) -> None:
+        ex, t = artifact.extras, artifact.tensors
+        shape = tuple(ex["shape"])
+        self.module_ = artifact.model
+        self.user_map_ = IdMap.from_dict(ex["user_map"])
+        self.item_map_ = IdMap.from_dict(ex["item_map"])
+        self.global_mean_, self.scale_ = float(ex["global_mean"]), tuple(ex["scale"])
+        self.dataset_ = ex.get("dataset")
+        self.history_ = History.from_dict(ex["history"])
+        self.train_ = sp.csr_matrix((t["train_val"].numpy(), (t["train_row"].numpy(), t["train_col"].numpy())),
+                                    shape=shape)
+        self.seen_ = self.train_
+        if "seen_row" in t:
+            rows, cols = t["seen_row"].numpy(), t["seen_col"].numpy()
+            self.seen_ = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
+        self._full = None

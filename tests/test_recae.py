@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from cli import app
 from core.errors import ArtifactError, UserError
-from recae.baselines import EASE, BiasBaseline, Popularity
+from recae.baselines import EASE, BiasBaseline, GlobalMean, Popularity
 from recae.datasets import load_ml1m, load_ratings_file
-from recae.interactions import IdMap, Interactions, heldout_users_split, random_split
+from recae.interactions import IdMap, heldout_users_split, random_split
 from recae.metrics import course_rmse, evaluate_topn, mae, rmse, topk_indices
 from recae.recommender import AutoencoderRecommender
 
@@ -68,18 +68,53 @@ def test_metrics_by_hand() -> None:
     assert m["ndcg@2"] == pytest.approx(1.0 / (1.0 + 1.0 / np.log2(3)))
 
 
-def test_baselines() -> None:
-    frame = _ratings()
-    data = Interactions.from_frame(frame)
-    u = data.user_map.index_array(frame["user"].to_numpy())
-    i = data.item_map.index_array(frame["item"].to_numpy())
-    bias = BiasBaseline().fit(u, i, frame["rating"].to_numpy())
-    assert 1.0 <= bias.predict(u, i).min() and bias.predict(u, i).max() <= 5.0
-    binary = (data.matrix >= 4).astype(np.float32)
-    pop = Popularity().fit(binary).scores(binary[:2])
-    assert pop.shape == (2, data.matrix.shape[1])
-    ease = EASE(reg=10).fit(binary)
-    assert np.allclose(np.diag(ease.B_), 0)
+def test_bias_baseline_learns_generous_users_and_good_items() -> None:
+    """Ratings = 3 + user offset (±1) + item offset (±0.5): the biases must recover both signs, and
+    beat the global mean; an unknown user (index -1) gets the item's bias only."""
+    users, items = np.meshgrid(np.arange(20), np.arange(10), indexing="ij")
+    users, items = users.ravel(), items.ravel()
+    ratings = 3.0 + np.where(users < 10, 1.0, -1.0) + np.where(items < 5, 0.5, -0.5)
+    bias = BiasBaseline(reg_user=1.0, reg_item=1.0).fit(users, items, ratings)
+    assert (bias.bu_[:10] > 0.7).all() and (bias.bu_[10:] < -0.7).all()
+    assert (bias.bi_[:5] > 0.35).all() and (bias.bi_[5:] < -0.35).all()
+    pred = bias.predict(users, items)
+    assert rmse(pred, ratings) < 0.2 * rmse(GlobalMean().fit(users, items, ratings).predict(users, items), ratings)
+    generous, harsh, good, bad = 0, 15, 1, 8
+    p = bias.predict(np.array([generous, harsh, generous, -1, -1]), np.array([good, good, bad, good, bad]))
+    assert p[0] > p[1] and p[0] > p[2] and p[3] > p[4]
+    assert p[3] == pytest.approx(bias.mu_ + bias.bi_[good])
+
+
+def test_popularity_ranks_the_most_rated_unseen_item_first() -> None:
+    # item 2: 4 users, item 0: 3, item 3: 2, item 1: 1 (a rating of 1 still counts as an interaction)
+    train = sp.csr_matrix(np.array([[5, 0, 4, 0],
+                                    [1, 0, 5, 0],
+                                    [4, 2, 4, 3],
+                                    [0, 0, 1, 5]], dtype=np.float32))
+    pop = Popularity().fit(train)
+    assert pop.counts_.tolist() == [3.0, 1.0, 4.0, 2.0]
+    user = sp.csr_matrix(np.array([[0, 0, 5, 0]], dtype=np.float32))  # has seen the most popular item
+    scores = pop.scores(user)
+    scores[user.nonzero()] = -np.inf
+    assert topk_indices(scores, 3).tolist() == [[0, 3, 1]]
+
+
+def test_ease_recovers_co_occurring_items() -> None:
+    """A and B always come together, as do C and D; A-B are the most popular pair. A user holding only
+    C must get D first (popularity alone would say A or B), a user holding only A must get B."""
+    A, B, C, D, E = range(5)
+    baskets = [[A, B], [A, B], [A, B, E], [A, B], [C, D], [C, D, E], [C, D], [E]]
+    rows = np.zeros((len(baskets), 5), dtype=np.float32)
+    for r, basket in enumerate(baskets):
+        rows[r, basket] = 1.0
+    ease = EASE(reg=1.0).fit(sp.csr_matrix(rows))
+    for given, expected in ((C, D), (A, B), (D, C)):
+        user = np.zeros((1, 5), dtype=np.float32)
+        user[0, given] = 1.0
+        scores = ease.scores(sp.csr_matrix(user))
+        scores[0, given] = -np.inf
+        assert int(np.argmax(scores[0])) == expected
+        assert scores[0, expected] > 2 * max(scores[0, i] for i in range(5) if i not in (given, expected))
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +148,26 @@ def test_implicit_models_never_recommend_low_rated_items(tmp_path: Path) -> None
     assert 2 not in set(rec.fold_in({2: 1.0, 4: 5.0}, n_items)["item"])  # a low rating given at fold-in
 
 
+def _clusters(n_users: int = 90, n_items: int = 30, seed: int = 0) -> pd.DataFrame:
+    """Three taste clusters of 10 items each (1-10, 11-20, 21-30); every user likes 6 items of theirs."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        group = u % 3
+        for i in group * 10 + rng.choice(10, 6, replace=False) + 1:
+            rows.append((u + 1, int(i), float(rng.integers(4, 6))))
+    return pd.DataFrame(rows, columns=["user", "item", "rating"])
+
+
+def test_fold_in_ranks_the_new_users_cluster_first() -> None:
+    rec = AutoencoderRecommender(model="multdae", epochs=8, device="cpu", seed=0).fit(_clusters())
+    for given, cluster in (({11: 5.0, 12: 5.0, 13: 4.0}, range(11, 21)), ({22: 5.0, 25: 4.0, 29: 5.0}, range(21, 31))):
+        recs = rec.fold_in(given, k=30)
+        assert len(recs) == 27 and not set(given) & set(recs["item"])  # every unrated item, the rated ones left out
+        top = recs["item"].tolist()[:7]
+        assert set(top) == set(cluster) - set(given)  # the cluster's other 7 items outrank every other item
+
+
 def test_fold_in_with_one_rating(fitted: AutoencoderRecommender) -> None:
     recs = fitted.fold_in({2: 5.0}, k=5)
     assert 2 not in set(recs["item"]) and len(recs) == 5
@@ -134,7 +189,10 @@ def test_every_model_trains_and_round_trips(model: str, tmp_path: Path) -> None:
     rec.save(tmp_path / "m")
     again = AutoencoderRecommender.load(tmp_path / "m", device="cpu")
     pd.testing.assert_frame_equal(rec.recommend(3, 5), again.recommend(3, 5))
-    assert not rec.fold_in({1: 5.0, 3: 4.0}, 3).empty
+    folded = rec.fold_in({1: 5.0, 3: 4.0}, 3)
+    assert folded["rank"].tolist() == [1, 2, 3] and not {1, 3} & set(folded["item"])
+    assert folded["item"].isin(_ratings()["item"]).all()
+    pd.testing.assert_frame_equal(folded, again.fold_in({1: 5.0, 3: 4.0}, 3))  # fold-in survives the round trip
     weights = tmp_path / "m" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ArtifactError, match="checksum"):
@@ -232,6 +290,14 @@ def test_cli_bad_inputs(tmp_path: Path, args: list[str], message: str) -> None:
 
 
 def test_cli_unknown_user_and_bad_model_dir(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    AutoencoderRecommender(model="deeprec", epochs=1, device="cpu").fit(_ratings()).save(model)
+    result = runner.invoke(app, ["recae", "recommend", "--model", str(model), "--user", "2", "-k", "3"])
+    assert result.exit_code == 0, result.output  # a known user of the same model is fine
+    for user, shown in (("12345", "unknown user 12345"), ("alice", "unknown user 'alice'")):
+        result = runner.invoke(app, ["recae", "recommend", "--model", str(model), "--user", user])
+        assert result.exit_code == 2, result.output
+        assert shown in result.output and "--rate" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["recae", "recommend", "--model", str(tmp_path / "none"), "--user", "1"])
     assert result.exit_code == 2 and "does not exist" in result.output
 
