@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
-from core.layers import activation
+from core.layers import ConfiguredModule, activation
 from core.specs import register_model
 
 
@@ -47,11 +47,9 @@ class Conv1dConfig:
             raise UserError("code_size must be positive")
 
 
-class Conv1dAE(nn.Module):
+class Conv1dAE(ConfiguredModule):
     def __init__(self, config: Conv1dConfig) -> None:
-        super().__init__()
-        config.validate()
-        self.config = config
+        super().__init__(config)
         k, s, pad = config.kernel_size, config.stride, config.kernel_size // 2
         lengths = [config.length]
         widths = [config.in_channels, *config.channels]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
-from core.layers import activation
+from core.layers import ConfiguredModule, activation
 from core.specs import register_model
 
 
@@ -52,13 +52,11 @@ def _mlp(widths: list[int], act: str, dropout: float, last_act: str | None) -> n
     return nn.Sequential(*layers)
 
 
-class DenseAE(nn.Module):
+class DenseAE(ConfiguredModule):
     """Encoder and decoder are plain MLPs; `encode`/`decode`/`forward` work on (batch, input_dim)."""
 
     def __init__(self, config: DenseConfig) -> None:
-        super().__init__()
-        config.validate()
-        self.config = config
+        super().__init__(config)
         dec_hidden = config.decoder_hidden if config.decoder_hidden is not None else config.hidden[::-1]
         self.input_dropout = nn.Dropout(config.input_dropout) if config.input_dropout > 0 else nn.Identity()
         self.encoder = _mlp([config.input_dim, *config.hidden, config.code_size], config.activation,

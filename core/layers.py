@@ -1,6 +1,8 @@
-"""Small shared building blocks: activation lookup by name."""
+"""Small shared building blocks: activation lookup by name, and the base of modules built from a config."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from torch import nn
 
@@ -28,3 +30,13 @@ def activation(name: str | None) -> nn.Module:
         return _ACTIVATIONS[name.lower()]()
     except KeyError:
         raise UserError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATION_NAMES)}") from None
+
+
+class ConfiguredModule(nn.Module):
+    """A module built from a dataclass config: the config is validated first and kept as `.config`,
+    which is what core.specs writes to config.json and rebuilds the module from."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
+from core.layers import ConfiguredModule
 from core.specs import model_from_spec, register_model
 
 
@@ -35,11 +36,9 @@ class VAEConfig:
             raise UserError("latent_size must be positive")
 
 
-class VariationalAE(nn.Module):
+class VariationalAE(ConfiguredModule):
     def __init__(self, config: VAEConfig) -> None:
-        super().__init__()
-        config.validate()
-        self.config = config
+        super().__init__(config)
         self.body = model_from_spec(config.body)
         feat = self.body.code_dim
         self.mu_head = nn.Linear(feat, config.latent_size)

@@ -62,7 +62,6 @@ def test_detect_writes_scores_and_plot(model: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("content,message", [
     ("", "is empty"),
-    ("timestamp,v0\n2024-01-02,1\n2024-01-01,2\n", "not in increasing order"),
     ("timestamp,v0\nnot-a-time,1\n", "cannot be parsed"),
     ("timestamp,other\n2024-01-01,1\n", "no column 'v0'"),
 ])
@@ -74,6 +73,17 @@ def test_detect_bad_input_writes_nothing(model: Path, tmp_path: Path, content: s
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_detect_rejects_an_out_of_order_row_and_scores_the_rest(model: Path, tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("timestamp,v0\n2024-01-02,1\n2024-01-01,2\n2024-01-03,3\n")
+    result = runner.invoke(app, ["tsad", "detect", "--model", str(model), "--data", str(data), "--out",
+                                 str(tmp_path / "s.csv")])
+    assert result.exit_code == 3, result.output
+    assert "line 3: out-of-order timestamp" in _flat(result.output)
+    scores = pd.read_csv(tmp_path / "s.csv")
+    assert scores["timestamp"].tolist() == ["2024-01-02", "2024-01-03"]
 
 
 def test_train_bad_arguments(tmp_path: Path) -> None:

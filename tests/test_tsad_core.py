@@ -88,6 +88,8 @@ def test_detects_injected_spike_and_round_trips(tmp_path: Path) -> None:
     y[330:335] += 4.0
     r = det.score(y)
     assert r.is_anomaly[330:350].any()
+    assert np.nanmax(r.score[330:350]) > 5 * np.nanmax(r.score[:330])  # the spike outscores every earlier row
+    assert r.is_anomaly[:330].mean() <= 0.02  # and normal rows are rarely flagged
     assert 0.0 <= r.score_prob.min() and r.score_prob.max() <= 1.0
     det.save(tmp_path / "m")
     again = WindowDetector.load(tmp_path / "m", device="cpu")
@@ -99,9 +101,17 @@ def test_detects_injected_spike_and_round_trips(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("model,denoise", [("dense", None), ("vae", None), ("conv", "gaussian")])
 def test_model_variants_train_and_score(model: str, denoise: str | None) -> None:
-    x = _wave(200, channels=2)
-    det = _small(model=model, denoise=denoise).fit(x)
-    assert np.isfinite(det.score(x).score[15:]).all()
+    x = _wave(300, channels=2)
+    det = _small(model=model, denoise=denoise).fit(x[:200])
+    y = x.copy()
+    y[250:253, 1] += 3.0  # a short spike on one channel, outside the training rows
+    r = det.score(y)
+    hit = slice(250, 250 + 16 + 2)  # every causal window (16 rows) that holds a spiked row
+    normal = np.r_[r.score[15:250], r.score[hit.stop:]]
+    assert np.isfinite(r.score[15:]).all() and np.isnan(r.score[:15]).all()
+    assert r.score[hit].max() > 2.5 * normal.max()  # the anomaly stands clearly above every normal row
+    assert r.is_anomaly[hit].mean() >= 0.5  # it is flagged...
+    assert r.is_anomaly[15:250].mean() <= 0.02 and r.is_anomaly[hit.stop:].mean() <= 0.02  # ...normal rows mostly not
 
 
 def test_bad_detector_arguments() -> None:

@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from core.errors import UserError
@@ -62,13 +61,13 @@ def test_parser_rejects_bad_records_with_reasons() -> None:
     assert isinstance(out[1], Record) and out[1].values.tolist() == [1.5]
     reasons = [o.reason for o in out if isinstance(o, Rejected)]
     assert reasons[0].startswith("bad number") and "expected 2 fields" in reasons[1]
-    assert "unparseable timestamp" in reasons[2] and "out-of-order" in reasons[3]
-    assert isinstance(out[6], Record) and np.isnan(out[6].values[0])  # a missing reading: filled later
+    assert "'nonsense-time' cannot be parsed" in reasons[2] and "out-of-order" in reasons[3]
+    assert isinstance(out[6], Record) and out[6].values[0] == 1.5  # a missing reading: the last value
     assert isinstance(out[7], Rejected) and "duplicate" in out[7].reason
 
 
 def test_parser_requires_model_columns_in_header() -> None:
-    with pytest.raises(UserError, match="lacks column"):
+    with pytest.raises(UserError, match="no column 'temp'"):
         RecordParser(["temp"], "timestamp").parse("timestamp,value", 1)
 
 

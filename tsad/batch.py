@@ -1,15 +1,22 @@
-"""Scheduled batch scoring (`ae tsad score`): files, folders or globs in; one Parquet/CSV out.
+"""Scoring files with a detector: `detect` (one file, whole) and `score` (files, folders or globs,
+read in chunks, one Parquet/CSV out plus a run manifest).
 
-Inputs are read in chunks and scored causally with a per-series context of the last `window − 1`
-rows, so memory depends on the chunk size, not the input size, and the scores equal `detect`'s
-causal scores. Bad rows (unparseable numbers or timestamps, out-of-order or repeated timestamps)
-are rejected with their reason and row number in the manifest; a file without the model's columns
-is rejected whole. A missing reading is filled with the series' last value (causal gap policy).
+Rows come in through tsad.ingest, so `detect` in causal mode, `score` and the live monitor keep,
+reject and fill the same rows and give the same scores row for row. Bad rows (bad numbers, infinite
+values, unparseable, repeated or out-of-order timestamps, a wrong number of fields) are left out
+with their line number and reason: `detect` warns, `score` lists them in the manifest. A missing
+reading gets the causal gap fill: the channel's last value, or its training mean before the
+channel's first reading. Each batch of rows is scored after the last `context_rows` filled rows of
+its series (`score_after`), so memory depends on the chunk size, not the input size. Offline
+`detect` interpolates gaps instead (the batch form), since it reads the whole series anyway.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +25,128 @@ import pandas as pd
 
 from core.artifact import directory_hash
 from core.errors import UserError
+from core.jobs.cli_support import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
 from core.jobs.hashing import file_digest
-from core.jobs.manifest import RunManifest
+from core.jobs.manifest import RunManifest, is_up_to_date, manifest_path_for
 from core.jobs.progress import track
-from core.jobs.tables import TableWriter, expand_inputs, iter_table_chunks
-from tsad.detector import WindowDetector
+from core.jobs.tables import TableWriter, expand_inputs
+from tsad.datasets import Series
+from tsad.detector import Scores, WindowDetector
+from tsad.ingest import Accepted, CausalIngest, Layout, Rejected, Rows, RowScreen, describe, fill_gaps, read_rows
 
 log = logging.getLogger(__name__)
 
-
-class _SeriesContext:
-    def __init__(self) -> None:
-        self.values: np.ndarray | None = None
-        self.last_time: pd.Timestamp | None = None
+MODES = ("causal", "offline")
+SCORE_PARAMS_VERSION = 2  # 2: rows through tsad.ingest (the causal gap fill starts at the training mean)
 
 
-def _fill_causal(values: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-    frame = pd.DataFrame(values)
-    if previous is not None and len(previous):
-        frame = pd.concat([pd.DataFrame(previous[-1:]), frame], ignore_index=True).ffill().iloc[1:]
-    return frame.ffill().bfill().fillna(0.0).to_numpy(dtype=float)
+# ------------------------------------------------------------------------------------ the model's side
+def start_values(det: WindowDetector) -> np.ndarray:
+    """Each channel's value before its first reading in the causal gap policy: its training mean."""
+    return np.asarray(det.scaler_.mean, dtype=float)
+
+
+def model_layout(det: WindowDetector, key_col: str | None = None) -> Layout:
+    return Layout(list(det.channel_names_), det.time_col_ or None, key_col)
+
+
+def causal_ingest(det: WindowDetector, key_col: str | None = None) -> CausalIngest:
+    return CausalIngest(model_layout(det, key_col), start_values(det))
+
+
+def score_after(det: WindowDetector, context: np.ndarray, values: np.ndarray) -> tuple[Scores, np.ndarray]:
+    """Causal scores of new (filled, non-empty) rows given the filled rows before them; returns the
+    new rows' scores and the context for the next call (the last `context_rows` rows)."""
+    data = np.vstack([context, values]) if len(context) else values
+    result = det.score(data)
+    n = len(values)
+    tail = dataclasses.replace(result, score=result.score[-n:], score_prob=result.score_prob[-n:],
+                               is_anomaly=result.is_anomaly[-n:], contributions=result.contributions[-n:])
+    return tail, data[max(0, len(data) - det.context_rows):]
+
+
+class CausalScorer:
+    """One series scored causally, a batch of raw rows at a time: its ingest state and scoring context."""
+
+    def __init__(self, det: WindowDetector, key_col: str | None = None) -> None:
+        self.det = det
+        self.ingest = causal_ingest(det, key_col)
+        self.context = np.empty((0, len(det.channel_names_)))
+
+    def push(self, rows: Rows) -> tuple[Accepted, Scores | None, list[Rejected]]:
+        accepted, rejected = self.ingest.push(rows)
+        if not len(accepted):
+            return accepted, None, rejected
+        scores, self.context = score_after(self.det, self.context, accepted.values)
+        return accepted, scores, rejected
+
+
+# -------------------------------------------------------------------------------------------- tables
+def accepted_series(det: WindowDetector, accepted: Accepted, name: str) -> Series:
+    stamps = None
+    if accepted.timestamps is not None:
+        stamps = pd.DatetimeIndex(accepted.timestamps, name=det.time_col_)
+    return Series(accepted.values, list(det.channel_names_), timestamps=stamps, name=name)
+
+
+def scores_frame(series: Series, result: Scores, contributions: bool = True) -> pd.DataFrame:
+    """The scores table: timestamp, values, score, score_prob, is_anomaly (+ each channel's share of
+    the score when there are several channels and `contributions`)."""
+    frame = pd.DataFrame(index=range(len(series)))
+    if series.timestamps is not None:
+        frame["timestamp"] = series.timestamps
+    for i, name in enumerate(series.channels):
+        frame[name] = series.values[:, i]
+    frame["score"] = result.score
+    frame["score_prob"] = result.score_prob
+    frame["is_anomaly"] = result.is_anomaly
+    if contributions and len(series.channels) > 1:
+        for i, name in enumerate(series.channels):
+            frame[f"contrib_{name}"] = result.contributions[:, i]
+    return frame
+
+
+# -------------------------------------------------------------------------------------------- detect
+@dataclass
+class Detection:
+    series: Series  # the rows kept, gaps filled
+    scores: Scores
+    rejected: list[Rejected]
+
+
+def detect_file(det: WindowDetector, path: str | Path, mode: str = "causal") -> Detection:
+    """Score one whole file: causal (the same rows and scores as `score` and the monitor) or offline
+    (every window covering a row; gaps interpolated). Rejected rows are returned, not scored."""
+    if mode not in MODES:
+        raise UserError(f"unknown mode {mode!r}; choose {' or '.join(MODES)}")
+    layout = model_layout(det)
+    screen: CausalIngest | RowScreen = causal_ingest(det) if mode == "causal" else RowScreen(layout)
+    parts, rejected = [], []
+    for rows, split_rejected in read_rows(path, layout, chunk_rows=None):
+        accepted, bad = screen.push(rows)
+        parts.append(accepted)
+        rejected += split_rejected + bad
+    rejected.sort(key=lambda r: r.line_no)
+    accepted = Accepted.concat(parts, len(layout.channels), layout.time_col is not None)
+    if not len(accepted):
+        raise UserError(f"{path}: no rows to score" + (f"; {describe(rejected)}" if rejected else ""))
+    if isinstance(screen, CausalIngest):
+        if screen.counts.missing:
+            log.warning("%s", screen.report())
+    else:
+        accepted.values, _ = fill_gaps(accepted.values)
+    series = accepted_series(det, accepted, Path(path).name)
+    return Detection(series, det.score(series.values, mode=mode), rejected)
+
+
+# --------------------------------------------------------------------------------------------- score
+def _params(series_col: str | None) -> dict[str, Any]:
+    return {"series_col": series_col, "mode": "causal", "ingest": SCORE_PARAMS_VERSION}
 
 
 def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col: str | None = None,
                  chunk_rows: int = 100_000, device: str = "auto", progress: bool = False) -> RunManifest:
+    """Score every input file into `out`; the returned manifest lists inputs, counts and rejections."""
     det = WindowDetector.load(model_dir, device=device)
     files = expand_inputs(inputs)
     if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
@@ -49,21 +154,14 @@ def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col
     if chunk_rows < det.window:
         raise UserError(f"--chunk-rows must be at least the window ({det.window})")
     manifest = RunManifest(job="tsad score", model_path=str(model_dir), model_hash=directory_hash(model_dir),
-                           params={"series_col": series_col, "mode": "causal"}, outputs=[str(out)])
+                           params=_params(series_col), outputs=[str(out)])
     with TableWriter(out) as writer:
         for path in track(files, "scoring files", progress):
-            entry = {"path": str(path), "sha256": file_digest(path), "rows": 0, "rejected": 0}
+            entry: dict[str, Any] = {"path": str(path), "sha256": file_digest(path), "rows": 0, "rejected": 0}
             manifest.inputs.append(entry)
-            contexts: dict[Any, _SeriesContext] = {}
-            offset = 0
             try:
-                for chunk in iter_table_chunks(path, chunk_rows):
-                    n_chunk = len(chunk)
-                    frames = _score_chunk(det, chunk, offset, path, series_col, contexts, manifest, entry)
-                    for f in frames:
-                        writer.write(f)
-                    offset += n_chunk
-                    entry["rows"] += n_chunk
+                for frame in _score_file(det, path, series_col, chunk_rows, manifest, entry):
+                    writer.write(frame)
             except UserError as exc:
                 manifest.reject(str(path), str(exc))
                 entry["rejected"] = "file"
@@ -73,67 +171,53 @@ def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col
     return manifest
 
 
-def _score_chunk(det: WindowDetector, chunk: pd.DataFrame, offset: int, path: Path, series_col: str | None,
-                 contexts: dict[Any, _SeriesContext], manifest: RunManifest, entry: dict) -> list[pd.DataFrame]:
-    channels, time_col = det.channel_names_, det.time_col_
-    needed = channels + ([time_col] if time_col else []) + ([series_col] if series_col else [])
-    missing = [c for c in needed if c not in chunk.columns]
-    if missing:
-        raise UserError(f"missing column(s) {', '.join(missing)}")
-    rows = np.arange(offset, offset + len(chunk)) + 2  # +1 for 1-based, +1 for the header line
-    bad = np.zeros(len(chunk), dtype=bool)
-    values = np.empty((len(chunk), len(channels)))
-    reasons: dict[int, str] = {}
-    for j, c in enumerate(channels):
-        col = pd.to_numeric(chunk[c], errors="coerce")
-        wrong = col.isna() & chunk[c].notna() & (chunk[c].astype(str).str.strip() != "")
-        for r in np.flatnonzero(wrong.to_numpy()):
-            reasons.setdefault(r, f"bad number {chunk[c].iloc[r]!r} in {c}")
-        bad |= wrong.to_numpy()
-        values[:, j] = col.to_numpy(dtype=float)
-    times = None
-    if time_col:
-        times = pd.to_datetime(chunk[time_col], errors="coerce")
-        wrong = times.isna().to_numpy()
-        for r in np.flatnonzero(wrong):
-            reasons.setdefault(r, f"unparseable timestamp {chunk[time_col].iloc[r]!r}")
-        bad |= wrong
-    keys = chunk[series_col].to_numpy() if series_col else np.zeros(len(chunk), dtype=int)
-    frames = []
-    for key in pd.unique(keys):
-        idx = np.flatnonzero((keys == key) & ~bad)
-        ctx = contexts.setdefault(key, _SeriesContext())
-        if times is not None and len(idx):
-            t = times.to_numpy()[idx]
-            prev = np.concatenate([[np.datetime64(ctx.last_time) if ctx.last_time is not None else
-                                    np.datetime64("NaT")], t[:-1]])
-            running = np.maximum.accumulate(np.where(np.isnat(prev), np.datetime64("1677-09-22"), prev))
-            order_bad = t <= running
-            for r in idx[order_bad]:
-                reasons.setdefault(r, "out-of-order or repeated timestamp")
-            idx = idx[~order_bad]
-        if not len(idx):
-            continue
-        v = _fill_causal(values[idx], ctx.values)
-        data = np.vstack([ctx.values, v]) if ctx.values is not None else v
-        result = det.score(data)
-        n = len(idx)
-        frame = pd.DataFrame(index=range(n))
-        frame["source"] = str(path)
-        if series_col:
-            frame["series"] = key
-        if times is not None:
-            frame["timestamp"] = times.to_numpy()[idx]
-            ctx.last_time = pd.Timestamp(frame["timestamp"].iloc[-1])
-        for j, c in enumerate(channels):
-            frame[c] = v[:, j]
-        frame["score"] = result.score[-n:]
-        frame["score_prob"] = result.score_prob[-n:]
-        frame["is_anomaly"] = result.is_anomaly[-n:]
-        frames.append(frame)
-        ctx.values = data[max(0, len(data) - det.context_rows):]
-    for r in sorted(reasons):
-        manifest.reject(str(path), reasons[r], int(rows[r]))
-    if reasons:
-        entry["rejected"] += len(reasons)
-    return frames
+def _score_file(det: WindowDetector, path: Path, series_col: str | None, chunk_rows: int, manifest: RunManifest,
+                entry: dict[str, Any]) -> Iterator[pd.DataFrame]:
+    scorers: dict[Any, CausalScorer] = {}
+    for rows, rejected in read_rows(path, model_layout(det, series_col), chunk_rows):
+        entry["rows"] += len(rows) + len(rejected)
+        codes, keys = pd.factorize(rows.keys if series_col else np.zeros(len(rows)), use_na_sentinel=False)
+        for code, key in enumerate(keys):
+            scorer = scorers.setdefault(key, CausalScorer(det, series_col))
+            accepted, scores, bad = scorer.push(rows.take(np.flatnonzero(codes == code)))
+            rejected += bad
+            if scores is not None:
+                frame = scores_frame(accepted_series(det, accepted, str(path)), scores, contributions=False)
+                frame.insert(0, "source", str(path))
+                if series_col:
+                    frame.insert(1, "series", key)
+                yield frame
+        for r in sorted(rejected, key=lambda r: r.line_no):
+            manifest.reject(str(path), r.reason, r.line_no)
+        entry["rejected"] += len(rejected)
+        entry["gaps"] = {"missing": sum(s.ingest.counts.missing for s in scorers.values()),
+                         "filled_start": sum(s.ingest.counts.filled_start for s in scorers.values())}
+
+
+def score_job(model_dir: Path, inputs: str | list[str], out: Path, series_col: str | None = None,
+              chunk_rows: int = 100_000, manifest_path: Path | None = None, skip_existing: bool = False,
+              device: str = "auto", progress: bool = False) -> tuple[RunManifest | None, Path]:
+    """`ae tsad score` as a library call: score, finish and write the manifest (status and exit code
+    0 ok, 3 partial: some inputs or rows rejected). Returns (None, manifest path) when `skip_existing`
+    finds the same model, inputs and options already produced `out`. A bad argument or input raises
+    UserError and writes nothing; any other failure writes a failed manifest and re-raises."""
+    manifest_path = Path(manifest_path) if manifest_path else manifest_path_for(out)
+    params = _params(series_col)
+    if skip_existing:
+        fingerprints = [{"path": str(p), "sha256": file_digest(p)} for p in expand_inputs(inputs)]
+        if is_up_to_date(manifest_path, directory_hash(model_dir), fingerprints, params):
+            return None, manifest_path
+    try:
+        manifest = score_inputs(model_dir, inputs, out, series_col, chunk_rows, device=device, progress=progress)
+    except UserError:
+        raise
+    except Exception as exc:  # a real failure: record it so a scheduler can see why
+        failed = RunManifest(job="tsad score", model_path=str(model_dir), model_hash="", params=params)
+        failed.reject("*", f"{type(exc).__name__}: {exc}")
+        failed.finish(EXIT_FAILURE)
+        if manifest_path.parent.is_dir():
+            failed.write(manifest_path)
+        raise
+    manifest.finish(EXIT_PARTIAL if manifest.rejected else EXIT_OK)
+    manifest.write(manifest_path)
+    return manifest, manifest_path

@@ -6,7 +6,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
 from core.corruption import CORRUPTIONS
@@ -89,32 +88,6 @@ def train(
                f"threshold {det.threshold_.threshold_:.5g}; saved {out}")
 
 
-def scores_frame(series, result, threshold: float) -> pd.DataFrame:  # noqa: ANN001 - Series, Scores
-    """The detect output table: timestamp, values, score, score_prob, is_anomaly (+ contributions)."""
-    frame = pd.DataFrame(index=range(len(series)))
-    if series.timestamps is not None:
-        frame["timestamp"] = series.timestamps
-    for i, name in enumerate(series.channels):
-        frame[name] = series.values[:, i]
-    frame["score"] = result.score
-    frame["score_prob"] = result.score_prob
-    frame["is_anomaly"] = result.is_anomaly
-    if len(series.channels) > 1:
-        for i, name in enumerate(series.channels):
-            frame[f"contrib_{name}"] = result.contributions[:, i]
-    return frame
-
-
-def write_table(frame: pd.DataFrame, path: Path) -> None:
-    from core.jobs.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
-
-
 @app.command()
 @cli_errors
 def detect(
@@ -129,24 +102,31 @@ def detect(
 ) -> None:
     """Score every timestamp and flag anomalies; writes timestamp, values, score, score_prob, is_anomaly.
 
+    Rows with bad numbers or timestamps, or out of time order, are left out with a warning naming
+    their lines (exit 3); in causal mode the rows and scores are those of `score` and `monitor`.
+
     Example: ae tsad detect --model models/daily --data art_daily_jumpsup.csv --out scores.csv --plot scores.png
     """
-    from tsad.datasets import load_table
+    from core.jobs.cli_support import EXIT_PARTIAL
+    from core.jobs.tables import write_table
+    from tsad.batch import detect_file, scores_frame
     from tsad.detector import WindowDetector
+    from tsad.ingest import describe
 
     setup_logging(quiet)
     det = WindowDetector.load(model, device=device)
-    series = load_table(data, det.time_col_ if det.time_col_ else None, det.channel_names_)
-    result = det.score(series, mode=mode)
-    frame = scores_frame(series, result, det.threshold_.threshold_)
+    found = detect_file(det, data, mode)
     if plot is not None:
         from tsad.plots import plot_scores
 
-        plot_scores(series, result, det.threshold_.threshold_, plot)
-    write_table(frame, out)
-    n_alert = int(result.is_anomaly.sum())
-    typer.echo(f"scored {len(series)} rows ({result.points_per_second:,.0f} points/s); {n_alert} anomalous; "
-               f"wrote {out}" + (f" and {plot}" if plot else ""))
+        plot_scores(found.series, found.scores, det.threshold_.threshold_, plot)
+    write_table(scores_frame(found.series, found.scores), out)
+    n_alert = int(found.scores.is_anomaly.sum())
+    typer.echo(f"scored {len(found.series)} rows ({found.scores.points_per_second:,.0f} points/s); {n_alert} "
+               f"anomalous; wrote {out}" + (f" and {plot}" if plot else ""))
+    if found.rejected:
+        typer.echo(f"warning: {describe(found.rejected)}; not in {out}", err=True)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @app.command()
@@ -233,9 +213,7 @@ def monitor(
     setup_logging(quiet)
     mon = Monitor(model, input_path, fmt, alerts, str(emit_scores) if emit_scores else None, state, follow,
                   cooldown, checkpoint_every, batch, idle_timeout=idle_timeout, device=device)
-    stats = mon.run()
-    typer.echo(f"monitor: {stats.records} records, {stats.rejected} rejected, {stats.alerts} alert(s) in "
-               f"{stats.seconds:.1f} s", err=True)
+    typer.echo(mon.run().summary(), err=True)
 
 
 @app.command()
@@ -261,38 +239,16 @@ def score(
     Example (cron, hourly):
     0 * * * * ae tsad score --model /models/daily --input '/data/in/*.csv' --out /data/scores.parquet --skip-existing
     """
-    from core.artifact import directory_hash
-    from core.jobs.cli_support import EXIT_FAILURE, EXIT_PARTIAL
-    from core.jobs.hashing import file_digest
-    from core.jobs.manifest import RunManifest, is_up_to_date, manifest_path_for
-    from core.jobs.tables import expand_inputs
-    from tsad.batch import score_inputs
+    from tsad.batch import score_job
 
     setup_logging(quiet)
-    manifest_path = manifest or manifest_path_for(out)
-    params = {"series_col": series_col, "mode": "causal"}
-    if skip_existing:
-        files = expand_inputs(inputs)
-        fingerprints = [{"path": str(p), "sha256": file_digest(p)} for p in files]
-        if is_up_to_date(manifest_path, directory_hash(model), fingerprints, params):
-            typer.echo(f"{out} is up to date; nothing to do")
-            return
-    try:
-        result = score_inputs(model, inputs, out, series_col, chunk_rows, device=device, progress=not quiet)
-    except UserError:
-        raise  # bad arguments or inputs: one line on stderr, nothing written
-    except Exception as exc:  # a real failure: record it so a scheduler can see why
-        failed = RunManifest(job="tsad score", model_path=str(model), model_hash="", params=params)
-        failed.reject("*", f"{type(exc).__name__}: {exc}")
-        failed.finish(EXIT_FAILURE)
-        if manifest_path.parent.is_dir():
-            failed.write(manifest_path)
-        raise
-    code = EXIT_PARTIAL if result.rejected else 0
-    result.finish(code)
-    result.write(manifest_path)
+    result, manifest_path = score_job(model, inputs, out, series_col, chunk_rows, manifest, skip_existing,
+                                      device=device, progress=not quiet)
+    if result is None:
+        typer.echo(f"{out} is up to date; nothing to do")
+        return
     typer.echo(f"scored {result.rows_out} of {result.rows_in} rows from {len(result.inputs)} file(s) in "
                f"{result.duration_s:.2f} s; wrote {out} and {manifest_path}")
-    if code:
+    if result.exit_code:
         typer.echo(f"warning: {len(result.rejected)} input(s)/row(s) rejected (see {manifest_path})", err=True)
-        raise typer.Exit(code)
+        raise typer.Exit(result.exit_code)

@@ -1,10 +1,8 @@
 """Series loaders: NAB, SKAB, NASA MSL and any CSV/Parquet with a time column and numeric columns.
 
-Gap policy (one function, `fill_gaps`, used by batch scoring and by the stream monitor):
-- interior runs of at most `max_gap` missing values are linearly interpolated;
-- longer runs, and missing values at the start or end, are filled with the last (or, at the very
-  start, the next) valid value;
-- every fill is counted and reported with a warning: never silent.
+Rows come in through tsad.ingest (number and timestamp rules, time order, the gap policy in its
+batch form). Training and benchmark data must be clean: the first bad row is an error naming it
+(NAB keeps its few repeated or reordered timestamps as published).
 """
 
 from __future__ import annotations
@@ -19,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UserError
+from tsad.ingest import MAX_GAP, Layout, Rows, fill_gaps, screen_strict
 
 log = logging.getLogger(__name__)
 
 TIME_NAMES = ("timestamp", "datetime", "time", "date")
 LABEL_NAMES = ("label", "anomaly", "is_anomaly", "changepoint")
-MAX_GAP = 5
+__all__ = ["MAX_GAP", "Series", "fill_gaps", "frame_to_series", "load_table"]
 
 
 @dataclass
@@ -39,30 +38,6 @@ class Series:
 
     def __len__(self) -> int:
         return len(self.values)
-
-
-def fill_gaps(values: np.ndarray, max_gap: int = MAX_GAP) -> tuple[np.ndarray, dict[str, int]]:
-    """Apply the module's gap policy; returns filled values and counts of what was done."""
-    frame = pd.DataFrame(values)
-    missing = frame.isna()
-    report = {"missing": int(missing.values.sum()), "interpolated": 0, "filled": 0}
-    if report["missing"] == 0:
-        return values, report
-    interp = frame.interpolate(method="linear", limit=max_gap, limit_area="inside")
-    # undo interpolation inside runs longer than max_gap (pandas fills their first max_gap values)
-    for c in frame.columns:
-        run_id = (~missing[c]).cumsum()
-        run_len = missing[c].groupby(run_id).transform("sum")
-        long_run = missing[c] & (run_len > max_gap)
-        interp.loc[long_run, c] = np.nan
-    report["interpolated"] = int((missing & interp.notna()).values.sum())
-    filled = interp.ffill().bfill()
-    report["filled"] = report["missing"] - report["interpolated"]
-    if filled.isna().values.any():
-        raise UserError("a column has no valid numeric value at all")
-    log.warning("gap policy: %d missing values, %d interpolated (runs <= %d), %d forward/back-filled",
-                report["missing"], report["interpolated"], max_gap, report["filled"])
-    return filled.to_numpy(dtype=float), report
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
@@ -83,34 +58,15 @@ def frame_to_series(frame: pd.DataFrame, name: str, time_col: str | None = None,
         time_col = next((c for c in cols if str(c).strip().lower() in TIME_NAMES), None)
     if label_col is None:
         label_col = next((c for c in cols if str(c).strip().lower() == "label"), None)
-    timestamps = None
-    if time_col is not None:
-        try:
-            timestamps = pd.DatetimeIndex(pd.to_datetime(frame[time_col], errors="raise"))
-        except (ValueError, TypeError, pd.errors.OutOfBoundsDatetime):
-            raise UserError(f"{name}: column {time_col!r} has timestamps that cannot be parsed") from None
-        if timestamps.isna().any():
-            raise UserError(f"{name}: column {time_col!r} has empty timestamps")
-        if not timestamps.is_monotonic_increasing and not allow_repeats:
-            raise UserError(f"{name}: timestamps in {time_col!r} are not in increasing order")
-        if timestamps.has_duplicates and not allow_repeats:
-            raise UserError(f"{name}: timestamps in {time_col!r} repeat")
     skip = {time_col, label_col, *[c for c in cols if str(c).strip().lower() in LABEL_NAMES]}
     if value_cols is None:
         value_cols = [c for c in cols if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
         if not value_cols:
             raise UserError(f"{name}: no numeric value column found (columns: {', '.join(map(str, cols))})")
-    else:
-        bad = [c for c in value_cols if not pd.api.types.is_numeric_dtype(frame[c])]
-        if bad:
-            coerced = frame[bad].apply(pd.to_numeric, errors="coerce")
-            wrong = coerced.isna() & frame[bad].notna()
-            if wrong.values.any():
-                row, col = np.argwhere(wrong.values)[0]
-                raise UserError(f"{name}: column {bad[col]!r} is not numeric (row {row + 1}: "
-                                f"{frame[bad[col]].iloc[row]!r})")
-            frame = frame.assign(**{c: coerced[c] for c in bad})
-    values, report = fill_gaps(frame[value_cols].to_numpy(dtype=float), max_gap)
+    layout = Layout(list(value_cols), time_col)
+    accepted = screen_strict(Rows.from_frame(layout, frame), layout, name, check_order=not allow_repeats)
+    values, report = fill_gaps(accepted.values, max_gap)
+    timestamps = None if time_col is None else pd.DatetimeIndex(accepted.timestamps, name=time_col)
     labels = None
     if label_col is not None:
         labels = pd.to_numeric(frame[label_col], errors="coerce").fillna(0).to_numpy().astype(np.int8)

@@ -1,9 +1,11 @@
 """The live monitor behind `ae tsad monitor`: records in, causal scores, debounced alerts out.
 
-Records are scored in micro-batches (whatever has arrived, up to `batch` records) against a ring
-buffer of the last `context_rows` rows (window − 1, plus smooth − 1), so each score equals the
-causal score `detect` gives for the same row. A missing reading is filled with the channel's last
-value (the causal form of the gap policy). Malformed records are counted, logged with their line number and skipped.
+Lines are split as they arrive; micro-batches (whatever has arrived, up to `batch` records) go
+through tsad.ingest (the same row checks, time order and causal gap fill as `detect` and `score`:
+a missing reading takes the channel's last value, or its training mean before the channel's first
+reading) and are scored after a ring buffer of the last `context_rows` rows (window − 1, plus
+smooth − 1), so each score equals the causal score `detect` and `score` give for the same row.
+Rejected records are counted, logged with their line number and reason, and skipped.
 State (input position, buffer, open alert, output sizes) is checkpointed atomically every
 `checkpoint_every` records, on SIGINT/SIGTERM and at the end; see tsad.stream for why that makes
 output exactly-once across restarts.
@@ -21,13 +23,19 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import pandas as pd
 
 from core.artifact import directory_hash
 from core.errors import UserError
+from tsad.batch import score_after, start_values
 from tsad.detector import WindowDetector
-from tsad.stream import AlertDebouncer, MonitorState, Record, RecordParser, Rejected, follow_lines
+from tsad.ingest import Rejected
+from tsad.stream import AlertDebouncer, MonitorState, RecordParser, follow_lines
 
 log = logging.getLogger(__name__)
+
+
+FIRST_REJECTED = 10  # rejected line numbers kept for the summary
 
 
 @dataclass
@@ -37,6 +45,17 @@ class MonitorStats:
     alerts: int = 0
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    rejected_lines: list[int] = field(default_factory=list)  # the first FIRST_REJECTED
+    filled: int = 0  # missing readings filled by the gap policy
+
+    def summary(self) -> str:
+        lines = ""
+        if self.rejected_lines:
+            more = ", ..." if self.rejected > len(self.rejected_lines) else ""
+            lines = f" (line {', '.join(map(str, self.rejected_lines))}{more})"
+        filled = f", {self.filled} missing reading(s) filled" if self.filled else ""
+        return (f"monitor: {self.records} records, {self.rejected} rejected{lines}{filled}, {self.alerts} alert(s) "
+                f"in {self.seconds:.1f} s")
 
 
 class _Output:
@@ -88,7 +107,9 @@ class Monitor:
         self.checkpoint_every, self.top_channels = checkpoint_every, top_channels
         self.poll_seconds, self.idle_timeout = poll_seconds, idle_timeout
         self.state_path = Path(state_path) if state_path else None
-        self.parser = RecordParser(self.detector.channel_names_, self.detector.time_col_, fmt)
+        self.parser = RecordParser(self.detector.channel_names_, self.detector.time_col_, fmt,
+                                   start=start_values(self.detector),
+                                   source="stdin" if input_path in (None, "-") else input_path)
         self.debouncer = AlertDebouncer(cooldown, self.detector.threshold_.threshold_)
         self.state = MonitorState(model_hash=self.model_hash, input_path=input_path)
         resume = self.state_path is not None and self.state_path.exists()
@@ -103,7 +124,9 @@ class Monitor:
         keep, c = self.detector.context_rows, len(self.detector.channel_names_)
         buffer = np.asarray(self.state.buffer, dtype=float).reshape(-1, c)
         self.buffer = buffer[max(0, len(buffer) - keep):]
-        self.stats = MonitorStats(records=self.state.records, rejected=self.state.rejected)
+        self.stats = MonitorStats(records=self.state.records, rejected=self.state.rejected,
+                                  rejected_lines=list(self.state.rejected_lines),
+                                  filled=self.parser.causal.counts.missing)
         self._stop = False
 
     # ------------------------------------------------------------------------------------ loop
@@ -128,19 +151,16 @@ class Monitor:
                 signal.signal(s, handler)
             except ValueError:  # not the main thread (tests): rely on the caller
                 pass
-        pending: list[tuple[Record, float]] = []
+        pending: list[tuple[int, list[Any] | Rejected, float]] = []  # split lines: (line number, cells, arrival)
         since_checkpoint = 0
         try:
             for line, offset, inode in self._lines():
                 if line is not None:
                     self.state.line_no += 1
                     arrived = time.perf_counter()
-                    parsed = self.parser.parse(line, self.state.line_no)
-                    if isinstance(parsed, Rejected):
-                        self.stats.rejected += 1
-                        log.warning("line %d skipped: %s", parsed.line_no, parsed.reason)
-                    elif parsed is not None:
-                        pending.append((parsed, arrived))
+                    cells = self.parser.split(line, self.state.line_no)
+                    if cells is not None:
+                        pending.append((self.state.line_no, cells, arrived))
                 if pending and (line is None or len(pending) >= self.batch):
                     since_checkpoint += len(pending)
                     self._score(pending)
@@ -172,42 +192,39 @@ class Monitor:
         self.stats.seconds = time.perf_counter() - t0
         return self.stats
 
-    def _fill(self, values: np.ndarray) -> np.ndarray:
-        last = self.buffer[-1] if len(self.buffer) else None
-        for row in values:
-            bad = ~np.isfinite(row)
-            if bad.any():
-                if last is None:
-                    row[bad] = 0.0 if not np.isfinite(row).any() else np.nanmean(row)
-                else:
-                    row[bad] = last[bad]
-            last = row
-        return values
+    def _reject(self, rejected: list[Rejected]) -> None:
+        for r in rejected:
+            self.stats.rejected += 1
+            if len(self.stats.rejected_lines) < FIRST_REJECTED:
+                self.stats.rejected_lines.append(r.line_no)
+            log.warning("line %d skipped: %s", r.line_no, r.reason)
 
-    def _score(self, batch: list[tuple[Record, float]]) -> None:
-        values = self._fill(np.vstack([r.values for r, _ in batch]))
-        data = np.vstack([self.buffer, values]) if len(self.buffer) else values
-        result = self.detector.score(data)
-        n = len(batch)
-        scores, probs = result.score[-n:], result.score_prob[-n:]
-        flags, contrib = result.is_anomaly[-n:], result.contributions[-n:]
+    def _score(self, batch: list[tuple[int, list[Any] | Rejected, float]]) -> None:
+        good = [b for b in batch if not isinstance(b[1], Rejected)]
+        accepted, rejected = self.parser.ingest([b[0] for b in good], [b[1] for b in good])
+        self._reject(sorted(rejected + [b[1] for b in batch if isinstance(b[1], Rejected)], key=lambda r: r.line_no))
+        self.stats.filled = self.parser.causal.counts.missing
+        if not len(accepted):
+            return
+        arrival = {line_no: arrived for line_no, _, arrived in batch}
+        result, self.buffer = score_after(self.detector, self.buffer, accepted.values)
         done = time.perf_counter()
         names = self.detector.channel_names_
-        for j, (rec, arrived) in enumerate(batch):
+        for j, line_no in enumerate(accepted.line_no.tolist()):
             index = self.stats.records + j
-            when = rec.timestamp.isoformat() if rec.timestamp is not None else str(index)
-            score = float(scores[j]) if np.isfinite(scores[j]) else None
-            order = np.argsort(-np.nan_to_num(contrib[j], nan=0.0))[: self.top_channels]
-            top = [names[i] for i in order if np.isfinite(contrib[j][i]) and contrib[j][i] > 0]
+            when = str(index) if accepted.timestamps is None else pd.Timestamp(accepted.timestamps[j]).isoformat()
+            score = float(result.score[j]) if np.isfinite(result.score[j]) else None
+            prob, flag, contrib = float(result.score_prob[j]), bool(result.is_anomaly[j]), result.contributions[j]
+            order = np.argsort(-np.nan_to_num(contrib, nan=0.0))[: self.top_channels]
+            top = [names[i] for i in order if np.isfinite(contrib[i]) and contrib[i] > 0]
             if self.scores is not None:
-                self.scores.write({"event": "score", "timestamp": when, "line": rec.line_no, "score": score,
-                                   "score_prob": float(probs[j]), "is_anomaly": bool(flags[j])})
-            alert = self.debouncer.update(index, when, score or 0.0, float(probs[j]), bool(flags[j]), top)
+                self.scores.write({"event": "score", "timestamp": when, "line": line_no, "score": score,
+                                   "score_prob": prob, "is_anomaly": flag})
+            alert = self.debouncer.update(index, when, score or 0.0, prob, flag, top)
             if alert:
                 self._emit_alert(alert)
-            self.stats.latencies_ms.append((done - arrived) * 1000.0)
-        self.stats.records += n
-        self.buffer = data[max(0, len(data) - self.detector.context_rows):]
+            self.stats.latencies_ms.append((done - arrival[line_no]) * 1000.0)
+        self.stats.records += len(accepted)
 
     def _emit_alert(self, alert: dict[str, Any]) -> None:
         self.alerts.write(alert)
@@ -218,7 +235,7 @@ class Monitor:
             self.alerts.size()
             return
         st = self.state
-        st.records, st.rejected = self.stats.records, self.stats.rejected
+        st.records, st.rejected, st.rejected_lines = self.stats.records, self.stats.rejected, self.stats.rejected_lines
         st.buffer = self.buffer.tolist()
         st.parser, st.debouncer = self.parser.state(), self.debouncer.state()
         st.alerts_bytes = self.alerts.size()

@@ -24,6 +24,9 @@ import pandas as pd
 
 from core.errors import UserError
 from core.jobs.atomic import atomic_write_text
+from tsad.ingest import Accepted, CausalIngest, Layout, LineSplitter, Rejected, Rows
+
+__all__ = ["AlertDebouncer", "MonitorState", "Record", "RecordParser", "Rejected", "follow_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -113,97 +116,45 @@ class Record:
     values: np.ndarray
 
 
-@dataclass
-class Rejected:
-    line_no: int
-    reason: str
-
-
 class RecordParser:
-    """Turns text lines into records of the model's channels; a bad line becomes a `Rejected`.
+    """Text lines → records of the model's channels, through tsad.ingest.
 
-    CSV input needs a header line naming the time column (optional) and every channel; JSON-lines
-    input needs the same keys in each object. Out-of-order and duplicate timestamps are rejected.
+    `split` each line as it arrives (CSV needs a header line naming the time column, if any, and
+    every channel; JSON lines need the same keys in each object), then `ingest` a micro-batch of
+    split lines: number and timestamp checks, time order (out-of-order and duplicate timestamps are
+    rejected) and the causal gap fill, with `start` as each channel's value before its first reading.
+    `parse` does both for one line. A bad line becomes a `Rejected`; `state()` is plain JSON.
     """
 
-    def __init__(self, channels: list[str], time_col: str | None, fmt: str = "csv") -> None:
-        if fmt not in ("csv", "jsonl"):
-            raise UserError(f"unknown input format {fmt!r}; choose csv or jsonl")
-        self.channels = channels
-        self.time_col = time_col
-        self.fmt = fmt
-        self.header: list[str] | None = None
-        self.sep = ","
-        self.last_time: pd.Timestamp | None = None
+    def __init__(self, channels: list[str], time_col: str | None, fmt: str = "csv",
+                 start: np.ndarray | list[float] | None = None, source: str = "input") -> None:
+        self.layout = Layout(list(channels), time_col or None)
+        self.splitter = LineSplitter(self.layout, fmt, source)
+        self.causal = CausalIngest(self.layout, start)
 
-    def state(self) -> dict[str, Any]:
-        return {"header": self.header, "sep": self.sep,
-                "last_time": None if self.last_time is None else self.last_time.isoformat()}
+    def split(self, line: str, line_no: int) -> list[Any] | Rejected | None:
+        return self.splitter.split(line, line_no)
 
-    def restore(self, state: dict[str, Any]) -> None:
-        self.header = state.get("header")
-        self.sep = state.get("sep", ",")
-        self.last_time = pd.Timestamp(state["last_time"]) if state.get("last_time") else None
+    def ingest(self, line_nos: list[int], cells: list[list[Any]]) -> tuple[Accepted, list[Rejected]]:
+        return self.causal.push(Rows.from_cells(self.layout, line_nos, cells))
 
     def parse(self, line: str, line_no: int) -> Record | Rejected | None:
-        if not line.strip():
-            return None
-        if self.fmt == "jsonl":
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                return Rejected(line_no, "not valid JSON")
-            if not isinstance(obj, dict):
-                return Rejected(line_no, "JSON line is not an object")
-            return self._build(obj, line_no)
-        if self.header is None or self._is_header(line):
-            self.sep = max([",", ";", "\t"], key=line.count)
-            self.header = [c.strip() for c in line.split(self.sep)]
-            missing = [c for c in self.channels + ([self.time_col] if self.time_col else []) if c not in self.header]
-            if missing:
-                raise UserError(f"input header lacks column(s) {', '.join(missing)}; it has {', '.join(self.header)}")
-            return None
-        fields = [f.strip() for f in line.split(self.sep)]
-        if len(fields) != len(self.header):
-            return Rejected(line_no, f"expected {len(self.header)} fields, got {len(fields)}")
-        return self._build(dict(zip(self.header, fields)), line_no)
+        got = self.split(line, line_no)
+        if got is None or isinstance(got, Rejected):
+            return got
+        accepted, rejected = self.ingest([line_no], [got])
+        if rejected:
+            return rejected[0]
+        stamp = None if accepted.timestamps is None else pd.Timestamp(accepted.timestamps[0])
+        return Record(line_no, stamp, accepted.values[0])
 
-    def _is_header(self, line: str) -> bool:
-        return self.header is not None and [c.strip() for c in line.split(self.sep)] == self.header
+    def state(self) -> dict[str, Any]:
+        return {**self.splitter.state(), "ingest": self.causal.state()}
 
-    def _build(self, row: dict[str, Any], line_no: int) -> Record | Rejected:
-        ts = None
-        if self.time_col:
-            if self.time_col not in row:
-                return Rejected(line_no, f"missing field {self.time_col}")
-            try:
-                ts = pd.Timestamp(row[self.time_col])
-            except (ValueError, TypeError):
-                return Rejected(line_no, f"unparseable timestamp {row[self.time_col]!r}")
-            if ts is pd.NaT or pd.isna(ts):
-                return Rejected(line_no, "empty timestamp")
-            if self.last_time is not None:
-                if ts == self.last_time:
-                    return Rejected(line_no, f"duplicate timestamp {ts}")
-                if ts < self.last_time:
-                    return Rejected(line_no, f"out-of-order timestamp {ts} (last {self.last_time})")
-        values = np.empty(len(self.channels))
-        for i, c in enumerate(self.channels):
-            if c not in row:
-                return Rejected(line_no, f"missing field {c}")
-            raw = row[c]
-            if raw is None or (isinstance(raw, str) and raw.strip() == ""):
-                values[i] = np.nan  # a missing reading: the gap policy fills it
-                continue
-            try:
-                values[i] = float(raw)
-            except (TypeError, ValueError):
-                return Rejected(line_no, f"bad number {raw!r} in {c}")
-            if math.isinf(values[i]):
-                return Rejected(line_no, f"infinite value in {c}")
-        if ts is not None:
-            self.last_time = ts
-        return Record(line_no, ts, values)
+    def restore(self, state: dict[str, Any]) -> None:
+        self.splitter.restore(state)
+        # a state file from before tsad.ingest holds only the last timestamp, at the top level
+        self.causal.restore(state.get("ingest", state))
 
 
 # ---------------------------------------------------------------------------------------- alerts
@@ -287,6 +238,7 @@ class MonitorState:
     line_no: int = 0
     records: int = 0
     rejected: int = 0
+    rejected_lines: list[int] = field(default_factory=list)  # the first few
     buffer: list[list[float]] = field(default_factory=list)
     parser: dict[str, Any] = field(default_factory=dict)
     debouncer: dict[str, Any] = field(default_factory=dict)

@@ -145,3 +145,8 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     with TableWriter(path) as writer:
         writer.write(frame)
     return Path(path)
+
+
+def separator_of(line: str) -> str:
+    """The separator of one CSV line (a header): `,`, `;` or tab, whichever splits it most."""
+    return max([",", ";", "\t"], key=line.count)
