@@ -1,4 +1,4 @@
-"""Shared fixtures: the real-data directory (skipped when absent) and deterministic seeding."""
+"""Shared fixtures: the real-data directory (skipped when absent), deterministic seeding, CLI output."""
 
 from __future__ import annotations
 
@@ -24,3 +24,10 @@ def data_dir() -> Path:
     if not root or not Path(root).is_dir():
         pytest.skip("AE_DATA_DIR is not set to a directory holding the datasets")
     return Path(root)
+
+
+@pytest.fixture
+def flat():  # noqa: ANN201 - a function of the CLI output
+    """Typer's error box wraps long messages at the terminal's width (which differs between machines
+    and Typer versions): join its lines without the box before looking for a message."""
+    return lambda text: " ".join(text.replace("│", " ").split())

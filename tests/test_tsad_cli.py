@@ -18,11 +18,6 @@ from typer.testing import CliRunner
 from cli import app
 
 runner = CliRunner()
-
-
-def _flat(output: str) -> str:
-    """Typer's error box wraps long messages: join the lines without the box."""
-    return " ".join(output.replace("│", " ").split())
 TRAIN_ARGS = ["--window", "16", "--epochs", "3", "--device", "cpu", "--quiet"]
 
 
@@ -75,25 +70,25 @@ def test_detect_bad_input_writes_nothing(model: Path, tmp_path: Path, content: s
     assert not (tmp_path / "s.csv").exists()
 
 
-def test_detect_rejects_an_out_of_order_row_and_scores_the_rest(model: Path, tmp_path: Path) -> None:
+def test_detect_rejects_an_out_of_order_row_and_scores_the_rest(model: Path, tmp_path: Path, flat) -> None:  # noqa: ANN001
     data = tmp_path / "d.csv"
     data.write_text("timestamp,v0\n2024-01-02,1\n2024-01-01,2\n2024-01-03,3\n")
     result = runner.invoke(app, ["tsad", "detect", "--model", str(model), "--data", str(data), "--out",
                                  str(tmp_path / "s.csv")])
     assert result.exit_code == 3, result.output
-    assert "line 3: out-of-order timestamp" in _flat(result.output)
+    assert "line 3: out-of-order timestamp" in flat(result.output)
     scores = pd.read_csv(tmp_path / "s.csv")
     assert scores["timestamp"].tolist() == ["2024-01-02", "2024-01-03"]
 
 
-def test_train_bad_arguments(tmp_path: Path) -> None:
+def test_train_bad_arguments(tmp_path: Path, flat) -> None:  # noqa: ANN001
     data = _series(tmp_path / "t.csv")
     for args, message in ([["--model", "lstm"], "'lstm' is not one of 'conv', 'dense', 'vae'"],
                           [["--epochs", "0"], "epochs"], [["--threshold", "magic"], "'magic' is not one of"],
                           [["--smooth", "0"], "--smooth"]):
         result = runner.invoke(app, ["tsad", "train", "--data", str(data), "--out", str(tmp_path / "m"),
                                      "--window", "16", "--quiet", *args])
-        assert result.exit_code == 2 and message in _flat(result.output)
+        assert result.exit_code == 2 and message in flat(result.output)
     assert not (tmp_path / "m").exists()
     result = runner.invoke(app, ["tsad", "train", "--data", str(tmp_path / "missing.csv"), "--out",
                                  str(tmp_path / "m")])
@@ -130,9 +125,9 @@ def test_evaluate_nab_slice(data_dir: Path, tmp_path: Path, monkeypatch: pytest.
     assert out["anomaly_score"].between(0, 1).all()
 
 
-def test_evaluate_rejects_unknown_benchmark() -> None:
+def test_evaluate_rejects_unknown_benchmark(flat) -> None:  # noqa: ANN001
     result = runner.invoke(app, ["tsad", "evaluate", "--benchmark", "yahoo"])
-    assert result.exit_code == 2 and "'yahoo' is not one of 'nab', 'skab', 'msl'" in _flat(result.output)
+    assert result.exit_code == 2 and "'yahoo' is not one of 'nab', 'skab', 'msl'" in flat(result.output)
 
 
 @pytest.fixture(scope="module")
