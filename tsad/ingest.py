@@ -56,6 +56,8 @@ MAX_GAP = 5
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
 _YEAR = re.compile(r"\d{4}")
 _ISO = re.compile(r"\d{4}-\d\d-\d\d([ T]\d\d:\d\d(:\d\d(\.\d{1,9})?)?)?(Z|[+-]\d\d:?\d\d)?$")
+_PLAIN_ISO = re.compile(r"\d{4}-\d\d-\d\d([ T]\d\d:\d\d(:\d\d(\.\d{1,6})?)?)?$")  # no zone, at most microseconds
+_NS_MIN, _NS_MAX = np.datetime64(pd.Timestamp.min.ceil("us"), "us"), np.datetime64(pd.Timestamp.max.floor("us"), "us")
 _NO_TIME = int(np.iinfo(np.int64).min)  # before every real timestamp
 _PARQUET = (".parquet", ".pq")
 
@@ -206,8 +208,11 @@ def _stamps(cells: np.ndarray, reasons: list[str | None]) -> np.ndarray:
         return out
     out = np.full(len(cells), _NO_TIME, dtype=np.int64)
     text = np.array([c.strip() if isinstance(c, str) else "" for c in cells], dtype=object)
-    iso = np.array([_ISO.match(t) is not None for t in text], dtype=bool)
-    if iso.any():  # the common case, vectorised; it gives what to_stamp gives for these
+    plain = np.array([_PLAIN_ISO.match(t) is not None for t in text], dtype=bool)
+    if plain.any():  # the commonest case, no zone: numpy's parser, about 100x faster than pandas' on a stream's batches
+        out[plain] = _plain_stamps(text[plain])
+    iso = np.array([_ISO.match(t) is not None for t in text], dtype=bool) & (out == _NO_TIME)
+    if iso.any():  # zoned ISO text, vectorised; it gives what to_stamp gives for these
         parsed = pd.to_datetime(pd.Series(text[iso]), format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
         inside = parsed.between(pd.Timestamp.min, pd.Timestamp.max).to_numpy()  # NaT and far dates: per cell
         out[np.flatnonzero(iso)[inside]] = parsed[inside].to_numpy().astype("datetime64[ns]").view(np.int64)
@@ -216,6 +221,21 @@ def _stamps(cells: np.ndarray, reasons: list[str | None]) -> np.ndarray:
             out[i] = to_stamp(cells[i])
         except _Bad as exc:
             reasons[i] = reasons[i] or str(exc)
+    return out
+
+
+def _plain_stamps(text: np.ndarray) -> np.ndarray:
+    """Zone-less ISO stamps as nanoseconds; `_NO_TIME` where numpy cannot read one (the caller then
+    tries pandas, cell by cell). Parsed at microseconds first: numpy's nanoseconds wrap silently
+    outside 1678-2261."""
+    try:
+        micros = np.array(text.tolist(), dtype="datetime64[us]")
+    except ValueError:  # e.g. hour 24 or 30 February somewhere in the batch: read them one at a time
+        return np.array([_plain_stamps(np.array([t], dtype=object))[0] for t in text], dtype=np.int64) \
+            if len(text) > 1 else np.array([_NO_TIME], dtype=np.int64)
+    inside = (micros >= _NS_MIN) & (micros <= _NS_MAX)
+    out = np.full(len(text), _NO_TIME, dtype=np.int64)
+    out[inside] = micros[inside].astype("datetime64[ns]").view(np.int64)
     return out
 
 
