@@ -1,6 +1,12 @@
 """Ratings loaders: MovieLens 100K (with its official folds), MovieLens 1M, any ratings CSV/Parquet.
 
 A ratings frame has columns `user`, `item`, `rating` (float) and optionally `timestamp` (int64).
+Ratings must be finite and positive (0 means "unrated" in the user×item matrix). MovieLens declares
+its scale (1-5) and a rating outside it is rejected; a ratings file's scale is inferred from its
+ratings (or checked against `scale` when one is given) and reported in the log.
+User and item ids of a ratings file are read as written: a column whose every id is a plain integer
+literal (no sign other than `-`, no leading zeros) gives int ids, any other column keeps its ids as
+strings, so `1.5` or `007` round-trip exactly.
 Duplicate (user, item) pairs keep the latest rating (by timestamp, else the last row) and the count
 dropped is logged and kept in `frame.attrs["duplicates_dropped"]`.
 """
@@ -8,7 +14,9 @@ dropped is logged and kept in `frame.attrs["duplicates_dropped"]`.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +30,8 @@ ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "C
                  "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
                  "War", "Western"]
 COLUMNS = ["user", "item", "rating", "timestamp"]
+MOVIELENS_SCALE = (1.0, 5.0)
+_INT_ID = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
 def _need(path: Path, dataset: str) -> Path:
@@ -37,7 +47,46 @@ def _need(path: Path, dataset: str) -> Path:
 def _read_tab(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path, sep="\t", names=COLUMNS, dtype={"user": np.int64, "item": np.int64,
                                                               "rating": np.float64, "timestamp": np.int64})
+    check_ratings(frame, str(path), MOVIELENS_SCALE)
     return frame
+
+
+def _show(value: Any) -> Any:
+    """A cell as the user wrote it (numpy scalars as plain Python values, for messages)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def check_ratings(frame: pd.DataFrame, source: str, scale: tuple[float, float] | None = None,
+                  values: pd.Series | None = None) -> tuple[float, float]:
+    """Reject non-finite, non-positive and (with `scale`) out-of-scale ratings, naming the first bad
+    row (1-based data row; `values` are the ratings as written, for the message). Returns the scale:
+    `scale` when declared, else the ratings' own min-max (logged)."""
+    ratings = frame["rating"].to_numpy(dtype=np.float64)
+    shown = frame["rating"] if values is None else values
+
+    def first(mask: np.ndarray) -> tuple[int, Any]:
+        i = int(np.flatnonzero(mask)[0])
+        return i + 1, _show(shown.iloc[i])
+
+    bad = ~np.isfinite(ratings)
+    if bad.any():
+        row, v = first(bad)
+        raise UserError(f"{source}: rating {v!r} on row {row} is not a finite number")
+    bad = ratings <= 0
+    if bad.any():
+        row, v = first(bad)
+        raise UserError(f"{source}: rating {v!r} on row {row} is not positive (0 means unrated; "
+                        "shift the scale so that the lowest rating is above 0)")
+    if scale is not None:
+        lo, hi = scale
+        bad = (ratings < lo) | (ratings > hi)
+        if bad.any():
+            row, v = first(bad)
+            raise UserError(f"{source}: rating {v!r} on row {row} is outside the scale {lo:g}-{hi:g}")
+        return float(lo), float(hi)
+    lo, hi = (float(ratings.min()), float(ratings.max())) if len(ratings) else (0.0, 0.0)
+    log.info("%s: rating scale %g-%g inferred from the ratings (predictions are clipped to it)", source, lo, hi)
+    return lo, hi
 
 
 def load_ml100k(data_dir: str | Path) -> pd.DataFrame:
@@ -71,9 +120,11 @@ def _read_dat(path: Path, names: list[str]) -> pd.DataFrame:
 def load_ml1m(data_dir: str | Path) -> pd.DataFrame:
     frame = _read_dat(_need(Path(data_dir) / "ml-1m" / "ratings.dat", "ml-1m"), COLUMNS)
     try:
-        return frame.astype({"user": np.int64, "item": np.int64, "rating": np.float64, "timestamp": np.int64})
+        frame = frame.astype({"user": np.int64, "item": np.int64, "rating": np.float64, "timestamp": np.int64})
     except ValueError as exc:
         raise UserError(f"ml-1m ratings.dat has a non-numeric field: {exc}") from None
+    check_ratings(frame, "ml-1m ratings.dat", MOVIELENS_SCALE)
+    return frame
 
 
 def load_ml1m_items(data_dir: str | Path) -> pd.DataFrame:
@@ -81,24 +132,63 @@ def load_ml1m_items(data_dir: str | Path) -> pd.DataFrame:
     return frame.astype({"item": np.int64})
 
 
-def load_ratings_file(path: str | Path, user_col: str = "user", item_col: str = "item", rating_col: str = "rating",
-                      time_col: str | None = None) -> pd.DataFrame:
-    from core.jobs.tables import read_table
+def _id_column(raw: pd.Series) -> pd.Series:
+    """Ids as written: ints when every id is an integer literal, else the strings themselves."""
+    if pd.api.types.is_integer_dtype(raw.dtype):
+        return raw.astype(np.int64)
+    if pd.api.types.is_float_dtype(raw.dtype):  # Parquet floats: integral ones are ints, others keep repr
+        if raw.isna().any():
+            return raw
+        vals = raw.to_numpy()
+        if np.all(np.isfinite(vals)) and np.all(vals == np.round(vals)):
+            return pd.Series(vals.astype(np.int64), index=raw.index)
+        return raw.map(repr)
+    text = raw.map(lambda v: v if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
+    if text.isna().any():
+        return text
+    if all(_INT_ID.fullmatch(v) for v in text):
+        try:
+            return text.astype(np.int64)
+        except (OverflowError, ValueError):  # beyond int64: keep the strings
+            return text.astype(object)
+    return text.astype(object)
 
-    path = Path(path)
+
+def _read_ratings_table(path: Path, id_cols: list[str]) -> pd.DataFrame:
+    """The file with id columns read as text (CSV), so pandas never turns `1.5` into a float id."""
+    from core.jobs.tables import read_table, sniff_separator
+
     frame = read_table(path, "ratings file")
+    present = [c for c in id_cols if c in frame.columns]
+    if present and path.suffix.lower() not in (".parquet", ".pq"):
+        try:
+            text = pd.read_csv(path, sep=sniff_separator(path), usecols=present, dtype=str)
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path} cannot be read: {str(exc).splitlines()[0]}") from None
+        for c in present:
+            frame[c] = text[c].to_numpy(dtype=object)
+    return frame
+
+
+def load_ratings_file(path: str | Path, user_col: str = "user", item_col: str = "item", rating_col: str = "rating",
+                      time_col: str | None = None, scale: tuple[float, float] | None = None) -> pd.DataFrame:
+    """A ratings CSV/Parquet file (see the module notes on ids and the scale); `scale` declares the
+    rating scale (ratings outside it are rejected), else it is inferred and logged."""
+    path = Path(path)
+    frame = _read_ratings_table(path, [user_col, item_col])
     wanted = [user_col, item_col, rating_col] + ([time_col] if time_col else [])
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         available = ", ".join(map(str, frame.columns))
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}; available: {available}")
-    out = pd.DataFrame({"user": frame[user_col], "item": frame[item_col]})
+    out = pd.DataFrame({"user": _id_column(frame[user_col]), "item": _id_column(frame[item_col])})
     ratings = pd.to_numeric(frame[rating_col], errors="coerce")
-    bad = ratings.isna() & frame[rating_col].notna() | ratings.isna()
+    bad = ratings.isna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise UserError(f"{path}: rating {frame[rating_col].iloc[i]!r} on row {i + 1} is not a number")
+        raise UserError(f"{path}: rating {_show(frame[rating_col].iloc[i])!r} on row {i + 1} is not a number")
     out["rating"] = ratings.astype(float)
+    check_ratings(out, str(path), scale, values=frame[rating_col])
     if out["user"].isna().any() or out["item"].isna().any():
         raise UserError(f"{path}: empty user or item ids")
     if time_col:
@@ -144,13 +234,15 @@ NAMED_DATASETS = tuple(_NAMED)  # read by name from the datasets folder, titles 
 
 
 def resolve_dataset(name: str, data_dir: str | Path | None = None, user_col: str = "user", item_col: str = "item",
-                    rating_col: str = "rating", time_col: str | None = None) -> pd.DataFrame:
-    """A named dataset (checked complete first) or a ratings file with the given columns."""
+                    rating_col: str = "rating", time_col: str | None = None,
+                    scale: tuple[float, float] | None = None) -> pd.DataFrame:
+    """A named dataset (checked complete first; its scale is its own) or a ratings file with the
+    given columns and optional declared `scale`."""
     if name in _NAMED:
         root = dataset_root(data_dir)
         ensure_dataset(name, root)
         return _NAMED[name][0](root)
-    return load_ratings_file(name, user_col, item_col, rating_col, time_col)
+    return load_ratings_file(name, user_col, item_col, rating_col, time_col, scale)
 
 
 def load_items(name: str, data_dir: str | Path | None = None) -> pd.DataFrame | None:

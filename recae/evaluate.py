@@ -3,6 +3,7 @@
 Explicit splits (u1…u5, ua, ub, random): RMSE, MAE and the course measure on held-out ratings,
 beside the global mean and the user+item bias baseline. `users` (held-out users, strong
 generalisation): Recall/NDCG@{20,50,100} from fold-in ratings, beside popularity and EASE.
+A result whose metrics are NaN (nothing to measure) is refused with a UserError, never reported.
 """
 
 from __future__ import annotations
@@ -93,8 +94,22 @@ def explicit_metrics(users: np.ndarray, pred: np.ndarray, true: np.ndarray) -> d
             "course_rmse": round(course_rmse(users, pred, true), 4)}
 
 
+def check_finite(result: dict[str, Any]) -> dict[str, Any]:
+    """Refuse (exit 2) to report a metric that is NaN or infinite: the data cannot measure it."""
+    bad = [f"{who}.{k}" for who, m in [("model", result["metrics"]), *result["baselines"].items()]
+           for k, v in m.items() if not np.isfinite(v)]
+    if bad:
+        raise UserError(f"the test data gives undefined metrics ({', '.join(bad[:4])}"
+                        f"{', …' if len(bad) > 4 else ''}); use more ratings or another split")
+    return result
+
+
 def evaluate_explicit(rec: AutoencoderRecommender, train: pd.DataFrame, test: pd.DataFrame) -> dict[str, Any]:
     _check_measures(rec.model, ranking=False)
+    if test is None or not test["user"].isin(train["user"]).any():
+        n = 0 if test is None else len(test)
+        raise UserError(f"nothing to measure: the test part has {n} rating(s) and none is by a user seen in "
+                        "training; use more ratings or another split")
     t0 = time.perf_counter()
     rec.fit(train)
     train_seconds = time.perf_counter() - t0
@@ -107,10 +122,10 @@ def evaluate_explicit(rec: AutoencoderRecommender, train: pd.DataFrame, test: pd
     ut, it = umap.index_array(users), imap.index_array(test["item"].to_numpy())
     bias = BiasBaseline().fit(u, i, train["rating"].to_numpy(), len(umap), len(imap))
     gm = GlobalMean().fit(u, i, train["rating"].to_numpy())
-    return {"metrics": explicit_metrics(users, pred, true),
-            "baselines": {"global_mean": explicit_metrics(users, gm.predict(ut, it), true),
-                          "bias": explicit_metrics(users, bias.predict(ut, it), true)},
-            "train_seconds": round(train_seconds, 1), "test_ratings": int(len(test))}
+    return check_finite({"metrics": explicit_metrics(users, pred, true),
+                         "baselines": {"global_mean": explicit_metrics(users, gm.predict(ut, it), true),
+                                       "bias": explicit_metrics(users, bias.predict(ut, it), true)},
+                         "train_seconds": round(train_seconds, 1), "test_ratings": int(len(test))})
 
 
 def evaluate_users(rec: AutoencoderRecommender, frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
@@ -128,8 +143,8 @@ def evaluate_users(rec: AutoencoderRecommender, frame: pd.DataFrame, seed: int =
     train_csr = Interactions.from_frame(split.train, item_map=rec.item_map_).matrix
     baselines = {"popularity": _topn(Popularity().fit(train_csr).scores(fold), fold, target),
                  "ease": _topn(EASE().fit(train_csr).scores(fold), fold, target)}
-    return {"metrics": metrics, "baselines": baselines, "train_seconds": round(train_seconds, 1),
-            "test_users": int(fold.shape[0])}
+    return check_finite({"metrics": metrics, "baselines": baselines, "train_seconds": round(train_seconds, 1),
+                         "test_users": int(fold.shape[0])})
 
 
 def _topn(scores: np.ndarray, fold: Any, target: Any) -> dict[str, float]:

@@ -1,7 +1,9 @@
 """Batch top-K scoring of many users, streamed in user batches so memory stays bounded.
 
 `score_batch(rec, user_idx, k)` is a pure function of (model, batch of users): any engine can call
-it. `score_all` writes Parquet/CSV through core.jobs.TableWriter (atomic) plus a run manifest.
+it. `score_all` writes Parquet/CSV through core.jobs.TableWriter (atomic) plus a run manifest. A users
+file's repeated ids are scored once (first place kept); the manifest's input entry records how many
+were dropped (`duplicates_dropped`).
 """
 
 from __future__ import annotations
@@ -36,9 +38,18 @@ def score_batch(rec: AutoencoderRecommender, user_idx: np.ndarray, k: int) -> pd
 
 
 def read_user_list(path: Path) -> list[str]:
+    """One user id per line (UTF-8; blank lines and a `user` header skipped), in file order, repeats kept."""
     if not path.is_file():
         raise UserError(f"users file {path} does not exist")
-    users = [line.strip() for line in path.read_text().splitlines() if line.strip() and line.strip() != "user"]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise UserError(f"users file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line "
+                        f"{line}); save it as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"cannot read users file {path}: {exc.strerror}") from None
+    users = [line.strip() for line in text.splitlines() if line.strip() and line.strip() != "user"]
     if not users:
         raise UserError(f"users file {path} lists no users")
     return users
@@ -54,12 +65,19 @@ def score_all(model_dir: Path, out: Path, k: int = 20, users_file: Path | None =
     manifest = RunManifest(job="recae score", model_path=str(model_dir), model_hash=directory_hash(model_dir),
                            params={"k": k}, outputs=[str(out)])
     if users_file is not None:
-        raw = read_user_list(users_file)
-        manifest.inputs.append({"path": str(users_file), "sha256": file_digest(users_file), "rows": len(raw)})
-        idx = rec.user_map_.index_array(np.asarray(raw, dtype=object))
-        for user in np.asarray(raw, dtype=object)[idx < 0]:
-            manifest.reject(str(users_file), f"unknown user {user}")
-        idx = idx[idx >= 0]
+        listed = read_user_list(users_file)
+        found = rec.user_map_.index_array(np.asarray(listed, dtype=object))
+        # a user listed twice (also as `7` and `07` of the same int id) is scored once, at its first place
+        first = dict.fromkeys(int(i) if i >= 0 else user for user, i in zip(listed, found))
+        dropped = len(listed) - len(first)
+        if dropped:
+            log.warning("%s: %d repeated user id(s) dropped, keeping the first of each", users_file, dropped)
+        manifest.inputs.append({"path": str(users_file), "sha256": file_digest(users_file), "rows": len(listed),
+                                "duplicates_dropped": dropped})
+        for key in first:
+            if isinstance(key, str):
+                manifest.reject(str(users_file), f"unknown user {key}")
+        idx = np.asarray([key for key in first if not isinstance(key, str)], dtype=np.int64)
     else:
         idx = np.arange(len(rec.user_map_))
     manifest.rows_in = int(len(idx) + len(manifest.rejected))

@@ -69,9 +69,20 @@ def frame_to_series(frame: pd.DataFrame, name: str, time_col: str | None = None,
     timestamps = None if time_col is None else pd.DatetimeIndex(accepted.timestamps, name=time_col)
     labels = None
     if label_col is not None:
-        labels = pd.to_numeric(frame[label_col], errors="coerce").fillna(0).to_numpy().astype(np.int8)
+        labels = _labels(frame[label_col], name)
     return Series(values=values, channels=[str(c) for c in value_cols], timestamps=timestamps, labels=labels,
                   name=name, gap_report=report)
+
+
+def _labels(column: pd.Series, name: str) -> np.ndarray:
+    """0/1 labels; anything else (text, an empty cell, 2) is refused naming its row, never read as 0."""
+    numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isin(numbers, (0.0, 1.0)))
+    if len(bad):
+        cell = column.iloc[bad[0]]
+        shown = repr(cell) if isinstance(cell, str) else "an empty cell" if pd.isna(cell) else f"{cell:g}"
+        raise UserError(f"{name}: label {shown} on row {bad[0] + 1} is not 0 or 1 (column {column.name!r})")
+    return numbers.astype(np.int8)
 
 
 def load_table(path: str | Path, time_col: str | None = None, value_cols: list[str] | None = None,

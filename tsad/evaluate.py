@@ -112,6 +112,10 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
     """Train on each pair's first series, score its second; metrics over all test rows together.
     When our detector smooths its scores, PCA and IsolationForest are also reported smoothed the
     same way (`<name>_smoothed`), so the comparison does not credit the smoothing to the model."""
+    missing = next((test.name for _, test in pairs if test.labels is None), None)
+    if missing is not None:
+        raise UserError(f"{missing}: no labels to evaluate against")
+    check_test_labels(np.concatenate([test.labels for _, test in pairs]) if pairs else np.zeros(0), benchmark)
     t0 = time.perf_counter()
     smooth = make().config.scoring.smooth
     if smooth > 1:
@@ -151,12 +155,35 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
                       {"series": len(pairs)})
 
 
+def check_labels(labels: np.ndarray, name: str, offset: int = 0) -> None:
+    """Labels must be 0 or 1: name the first other value (its 1-based data row, `offset` rows in)."""
+    y = np.asarray(labels, dtype=np.float64)
+    bad = ~np.isin(y, (0.0, 1.0))  # NaN is not in (0, 1) either
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UserError(f"{name}: label {y[i]:g} on row {offset + i + 1} is not 0 or 1; labels must be 0 (normal) "
+                        "or 1 (anomaly)")
+
+
+def check_test_labels(labels: np.ndarray, name: str) -> None:
+    """The scored part needs both classes, else F1/PR-AUC/ROC-AUC are undefined (NaN)."""
+    check_labels(labels, name)
+    if not (np.asarray(labels) == 1).any():
+        raise UserError(f"{name}: no positive labels (1) in the test part, so the metrics are undefined; "
+                        "label at least one anomaly after the training rows")
+    if not (np.asarray(labels) == 0).any():
+        raise UserError(f"{name}: no negative labels (0) in the test part, so the metrics are undefined")
+
+
 def labelled_file_pair(series: Series, train_rows: int) -> tuple[Series, Series]:
-    """A user's own labelled file: its first `train_rows` rows train, the rest is scored against the labels."""
+    """A user's own labelled file: its first `train_rows` rows train, the rest is scored against the labels.
+    Labels must be 0/1 and the scored rows must hold both (else exit 2 with the reason)."""
     if series.labels is None:
         raise UserError(f"{series.name}: no label column")
     if not 0 < train_rows < len(series) - 1:
         raise UserError(f"--train-rows must be between 1 and {len(series) - 2}")
+    check_labels(series.labels, series.name)
+    check_test_labels(series.labels[train_rows:], series.name)
     train = Series(series.values[:train_rows], series.channels, name=series.name)
     test = Series(series.values[train_rows:], series.channels, labels=series.labels[train_rows:], name=series.name)
     return train, test
@@ -175,8 +202,22 @@ def msl_pairs(data_dir: Path, limit: int | None = None) -> list[tuple[Series, Se
     return [(c.train, c.test) for c in list(iter_msl(data_dir))[:limit]]
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and ±inf (a metric the data cannot define) become null; numpy scalars plain numbers."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def write_json(result: EvalResult, path: Path) -> None:
-    atomic_write_text(path, json.dumps(result.to_dict(), indent=2))
+    """Strict JSON: an undefined (NaN/inf) metric is written as null, never as `NaN`."""
+    atomic_write_text(path, json.dumps(_json_safe(result.to_dict()), indent=2, allow_nan=False))
 
 
 def result_rows(result: EvalResult) -> tuple[list[str], list[list[Any]]]:

@@ -1,0 +1,173 @@
+"""Hostile inputs through the CLI: bad ratings, ids that look like floats, labels that cannot be
+measured, NaN metrics, repeated or undecodable user lists. Each must give exit 2 with one `error:`
+line and write nothing, or (ids, repeats) work as the user wrote them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from core.errors import UserError
+from recae.datasets import load_ml1m, load_ratings_file
+
+runner = CliRunner()
+TRAIN = ["--model", "deeprec", "--epochs", "1", "--device", "cpu", "--quiet"]
+
+
+def _ratings(n_users: int = 30, n_items: int = 20, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [(u + 1, int(i) + 1, float(rng.integers(1, 6))) for u in range(n_users)
+            for i in rng.choice(n_items, 8, replace=False)]
+    return pd.DataFrame(rows, columns=["user", "item", "rating"])
+
+
+def _error_line(result, flat) -> str:  # noqa: ANN001
+    """The single `error:` line of a failed command (no traceback), flattened."""
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.output
+    return flat(lines[0])
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("inf", "rating inf on row 3 is not a finite number"),
+    ("-inf", "rating -inf on row 3 is not a finite number"),
+    ("-3", "rating -3 on row 3 is not positive"),
+    ("0", "rating 0 on row 3 is not positive"),
+])
+def test_train_rejects_bad_ratings(tmp_path: Path, bad: str, message: str, flat) -> None:  # noqa: ANN001
+    data = tmp_path / "r.csv"
+    data.write_text(f"user,item,rating\n1,1,4\n2,2,5\n3,3,{bad}\n4,1,2\n")
+    result = runner.invoke(app, ["recae", "train", "--dataset", str(data), "--out", str(tmp_path / "m"), *TRAIN])
+    assert result.exit_code == 2, result.output
+    assert message in _error_line(result, flat)
+    assert not (tmp_path / "m").exists()
+
+
+def test_declared_movielens_scale_rejects_out_of_scale_rating(tmp_path: Path) -> None:
+    (tmp_path / "ml-1m").mkdir()
+    (tmp_path / "ml-1m" / "ratings.dat").write_text("1::1193::5::978300760\n2::661::50::978302109\n")
+    with pytest.raises(UserError, match=r"rating 50\.0 on row 2 is outside the scale 1-5"):
+        load_ml1m(tmp_path)
+
+
+def test_ratings_file_scale_is_declared_or_inferred_and_logged(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    data = tmp_path / "r.csv"
+    data.write_text("user,item,rating\n1,1,4\n2,2,50\n")
+    with pytest.raises(UserError, match=r"rating 50 on row 2 is outside the scale 1-5"):
+        load_ratings_file(data, scale=(1, 5))
+    with caplog.at_level(logging.INFO, logger="recae.datasets"):
+        load_ratings_file(data)
+    assert "rating scale 4-50 inferred" in caplog.text
+
+
+def test_ids_round_trip_as_written(tmp_path: Path) -> None:
+    """One item id `1.5` must not turn every item id into `N.0`; leading zeros are kept too."""
+    frame = _ratings().astype({"item": object})
+    frame.loc[0, "item"] = "1.5"
+    frame.loc[1, "item"] = "007"
+    data = tmp_path / "r.csv"
+    frame.to_csv(data, index=False)
+    loaded = load_ratings_file(data)
+    assert {"1.5", "007", "3"} <= set(loaded["item"]) and loaded["user"].dtype.kind == "i"
+    model = tmp_path / "m"
+    result = runner.invoke(app, ["recae", "train", "--dataset", str(data), "--out", str(model), *TRAIN])
+    assert result.exit_code == 0, result.output
+    rated = int(loaded["item"].iloc[5])  # an ordinary id, given as an int on the command line
+    result = runner.invoke(app, ["recae", "recommend", "--model", str(model), "--rate", f"{rated}:5,1.5:4"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "recs.csv"
+    result = runner.invoke(app, ["recae", "score", "--model", str(model), "--out", str(out), "-k", "25", "--quiet"])
+    assert result.exit_code == 0, result.output
+    items = set(pd.read_csv(out, dtype=str)["item"])
+    assert "1.5" in items and "007" in items and not any(i.endswith(".0") for i in items)
+
+
+def test_recae_evaluate_refuses_nan_metrics(tmp_path: Path, flat) -> None:  # noqa: ANN001
+    """Every user rates once, so no test rating is by a user seen in training: nothing to measure."""
+    data = tmp_path / "r.csv"
+    pd.DataFrame({"user": range(1, 61), "item": [i % 6 + 1 for i in range(60)],
+                  "rating": [float(i % 5 + 1) for i in range(60)]}).to_csv(data, index=False)
+    result = runner.invoke(app, ["recae", "evaluate", "--dataset", str(data), "--split", "random", "--json",
+                                 str(tmp_path / "e.json"), *TRAIN])
+    assert result.exit_code == 2, result.output
+    assert "nothing to measure" in _error_line(result, flat)
+    assert not (tmp_path / "e.json").exists()
+
+
+def _labelled(path: Path, labels: list) -> Path:  # noqa: ANN001
+    n = len(labels)
+    t = np.arange(n)
+    pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=n, freq="5min"),
+                  "v0": np.sin(2 * np.pi * t / 25), "label": labels}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("labels,message", [
+    ([0] * 300, "no positive labels (1) in the test part"),
+    ([0] * 200 + [1] * 100, "no negative labels (0) in the test part"),
+    ([0] * 250 + [2] + [0] * 49, "label 2 on row 251 is not 0 or 1"),
+    ([0] * 250 + ["yes"] + [1] * 49, "label 'yes' on row 251 is not 0 or 1"),  # text is never read as 0
+    ([0] * 250 + [None] + [1] * 49, "label an empty cell on row 251 is not 0 or 1"),
+])
+def test_tsad_evaluate_refuses_unmeasurable_labels(tmp_path: Path, labels: list, message: str,
+                                                   flat) -> None:  # noqa: ANN001
+    data = _labelled(tmp_path / "l.csv", labels)
+    result = runner.invoke(app, ["tsad", "evaluate", "--data", str(data), "--labels", "label", "--train-rows", "200",
+                                 "--epochs", "1", "--json", str(tmp_path / "e.json"), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert message in _error_line(result, flat)
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_tsad_write_json_never_writes_nan(tmp_path: Path) -> None:
+    from tsad.evaluate import EvalResult, write_json
+
+    result = EvalResult("file", "conv", {"best_f1": float("nan"), "pr_auc": np.float32(0.5)},
+                        {"pca": {"roc_auc": float("inf")}}, 1.0)
+    write_json(result, tmp_path / "e.json")
+    text = (tmp_path / "e.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    doc = json.loads(text)
+    assert doc["metrics"] == {"best_f1": None, "pr_auc": 0.5} and doc["baselines"]["pca"]["roc_auc"] is None
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("hostile_model")
+    _ratings().to_csv(d / "r.csv", index=False)
+    result = runner.invoke(app, ["recae", "train", "--dataset", str(d / "r.csv"), "--out", str(d / "m"), *TRAIN])
+    assert result.exit_code == 0, result.output
+    return d / "m"
+
+
+def test_score_drops_repeated_users(model: Path, tmp_path: Path) -> None:
+    users = tmp_path / "users.txt"
+    users.write_text("3\n1\n3\n03\n1\n2\n")
+    out = tmp_path / "recs.csv"
+    result = runner.invoke(app, ["recae", "score", "--model", str(model), "--out", str(out), "--users", str(users),
+                                 "-k", "4", "--quiet"])
+    assert result.exit_code == 0, result.output
+    recs = pd.read_csv(out)
+    assert len(recs) == 3 * 4 and list(dict.fromkeys(recs["user"])) == [3, 1, 2]
+    manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+    assert manifest["inputs"][0]["duplicates_dropped"] == 3 and manifest["inputs"][0]["rows"] == 6
+
+
+def test_score_rejects_non_utf8_users_file(model: Path, tmp_path: Path, flat) -> None:  # noqa: ANN001
+    users = tmp_path / "users.txt"
+    users.write_bytes(b"1\n2\n\xff\xfe3\n")
+    out = tmp_path / "recs.csv"
+    result = runner.invoke(app, ["recae", "score", "--model", str(model), "--out", str(out), "--users", str(users),
+                                 "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "is not UTF-8 text (byte 0xff on line 3)" in _error_line(result, flat)
+    assert not out.exists() and not Path(f"{out}.manifest.json").exists()
