@@ -71,3 +71,47 @@ def describe_devices() -> dict[str, object]:
         "mps": _mps_available(),
         "threads": torch.get_num_threads(),
     }
+
+
+def _env_threads() -> int | None:
+    """OMP_NUM_THREADS as a positive int (its first entry, as in `4,2`), or None when unset or unusable."""
+    raw = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not raw:
+        return None
+    try:
+        n = int(raw.split(",")[0])
+    except ValueError:
+        n = 0
+    if n < 1:
+        log.warning("ignoring OMP_NUM_THREADS=%r: not a positive integer", raw)
+        return None
+    return n
+
+
+def set_threads(n: int | None, default: int | None = None) -> int:
+    """Set torch's intra-op CPU thread count deliberately; returns the count now in effect.
+
+    Precedence: an explicit `n` wins; else OMP_NUM_THREADS if set (the usual way an operator caps a
+    process); else `default`; `default=None` leaves torch's own choice (one thread per core).
+
+    Why: torch's default uses every core, which pays off for large batches on an idle machine but
+    collapses when the cores are shared. Work as small as one record or a micro-batch (the live
+    monitor) gains nothing from parallelism, and when other processes keep the cores busy each op
+    waits for its slowest, descheduled thread: `ae tsad monitor` fell from ~12,000 to ~850
+    records/s on a busy 2-core machine. So the monitor runs on one thread unless told otherwise,
+    while batch commands keep torch's default.
+    """
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UserError(f"--threads must be a whole number of at least 1, got {n!r}")
+        chosen: int | None = n
+    else:
+        chosen = _env_threads()
+        if chosen is None:
+            if default is not None and (isinstance(default, bool) or not isinstance(default, int) or default < 1):
+                raise UserError(f"default thread count must be at least 1, got {default!r}")
+            chosen = default
+    if chosen is not None and torch.get_num_threads() != chosen:
+        torch.set_num_threads(chosen)
+        log.debug("torch intra-op threads set to %d", chosen)
+    return torch.get_num_threads()

@@ -10,11 +10,14 @@ import pytest
 import torch
 
 
+_THREADS = min(2, torch.get_num_threads())  # as the session started: a test that lowers it must not leak
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything() -> None:
     torch.manual_seed(0)
     np.random.seed(0)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(_THREADS)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from core.jobs.cli_support import (
     DeviceOpt,
     QuietOpt,
     SeedOpt,
+    ThreadsOpt,
     VerboseOpt,
     choice_enum,
     cli_errors,
@@ -98,6 +99,7 @@ def detect(
     mode: Annotated[str, typer.Option("--mode", help="causal (uses only the past; as a live monitor would) or "
                                       "offline (every window covering a point).")] = "causal",
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score every timestamp and flag anomalies; writes timestamp, values, score, score_prob, is_anomaly.
@@ -107,6 +109,7 @@ def detect(
 
     Example: ae tsad detect --model models/daily --data art_daily_jumpsup.csv --out scores.csv --plot scores.png
     """
+    from core.device import set_threads
     from core.jobs.cli_support import EXIT_PARTIAL
     from core.jobs.tables import write_table
     from tsad.batch import detect_file, scores_frame
@@ -114,6 +117,7 @@ def detect(
     from tsad.ingest import describe
 
     setup_logging(quiet)
+    set_threads(threads)
     det = WindowDetector.load(model, device=device)
     found = detect_file(det, data, mode)
     if plot is not None:
@@ -199,6 +203,7 @@ def monitor(
                                                        "seconds without new data.")] = None,
     device: Annotated[str, typer.Option("--device", help="Where the model runs (cpu is fastest for one "
                                         "record at a time).")] = "cpu",
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Watch a stream: score each record causally and write one debounced JSON line per alert.
@@ -208,11 +213,13 @@ def monitor(
 
     Example: tail -F metrics.csv | ae tsad monitor --model models/daily --alerts alerts.jsonl --state mon.state
     """
+    from core.device import set_threads
     from tsad.monitor import Monitor
 
     setup_logging(quiet)
+    threads = set_threads(threads, default=1)
     mon = Monitor(model, input_path, fmt, alerts, str(emit_scores) if emit_scores else None, state, follow,
-                  cooldown, checkpoint_every, batch, idle_timeout=idle_timeout, device=device)
+                  cooldown, checkpoint_every, batch, idle_timeout=idle_timeout, device=device, threads=threads)
     typer.echo(mon.run().summary(), err=True)
 
 
@@ -231,6 +238,7 @@ def score(
     manifest: Annotated[Path | None, typer.Option("--manifest", help="Run manifest path (default: "
                                                   "OUT.manifest.json).")] = None,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Scheduled batch scoring with a run manifest. Exit codes: 0 all scored, 1 failed, 2 bad arguments,
@@ -239,9 +247,11 @@ def score(
     Example (cron, hourly):
     0 * * * * ae tsad score --model /models/daily --input '/data/in/*.csv' --out /data/scores.parquet --skip-existing
     """
+    from core.device import set_threads
     from tsad.batch import score_job
 
     setup_logging(quiet)
+    set_threads(threads)
     result, manifest_path = score_job(model, inputs, out, series_col, chunk_rows, manifest, skip_existing,
                                       device=device, progress=not quiet)
     if result is None:

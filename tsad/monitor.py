@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from core.artifact import directory_hash
+from core.device import set_threads
 from core.errors import UserError
 from tsad.batch import score_after, start_values
 from tsad.detector import WindowDetector
@@ -98,7 +99,11 @@ class Monitor:
                  alerts: str | None = "-", scores: str | None = None, state_path: str | Path | None = None,
                  follow: bool = False, cooldown: int = 10, checkpoint_every: int = 1000, batch: int = 32,
                  top_channels: int = 3, device: str = "cpu", poll_seconds: float = 0.2,
-                 idle_timeout: float | None = None) -> None:
+                 idle_timeout: float | None = None, threads: int | None = 1) -> None:
+        # one thread by default: a record or micro-batch at a time gains nothing from more, and on a busy
+        # machine torch's all-cores default collapses throughput (see core.device.set_threads); None
+        # honours OMP_NUM_THREADS, else leaves torch's current setting
+        self.threads = set_threads(threads)
         self.detector = WindowDetector.load(model_dir, device=device)
         self.model_hash = directory_hash(model_dir)
         self.input_path, self.follow, self.batch = input_path, follow, batch

@@ -26,6 +26,10 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="Where the model runs: 
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: same seed, same result on CPU.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or info logs.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr.")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    "--threads", min=1, help="CPU threads for torch (at least 1). Default: OMP_NUM_THREADS if set, else 1 for "
+    "`tsad monitor` (a record or micro-batch at a time gains nothing from more threads and slows down on a busy "
+    "machine) and torch's default (one per core) for `tsad score` and `tsad detect`.")]
 
 
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
