@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-
 _THREADS = min(2, torch.get_num_threads())  # as the session started: a test that lowers it must not leak
 
 
