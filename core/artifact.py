@@ -2,14 +2,22 @@
 
 config.json holds the schema version, the model spec (class + hyper-parameters), app extras (id
 maps, scaler statistics, thresholds...), metrics, library versions, creation time and the SHA-256
-of the weights file, so a truncated or tampered file is caught before loading. Nothing is ever
-unpickled: weights are safetensors, everything else JSON. Saving is atomic (temp dir + rename).
+of the weights file, so a truncated or tampered file is caught before loading. It also records
+`config_sha256`, the SHA-256 of the canonical JSON of the whole config minus that field, so an edited
+config.json (a threshold, a scaler statistic...) is refused too; directories written before that
+field existed still load, with a warning that they are unverified. (The checksums catch damage and
+casual edits; they are not a signature against someone who rewrites them.) Nothing is ever
+unpickled: weights are safetensors, everything else JSON. Saving is atomic for readers: the model
+path is a relative link to a versioned sibling folder, swapped in one rename (core.jobs.atomic);
+readers resolve the link once and read config and weights from that one version.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,7 +28,7 @@ import torch
 from torch import nn
 
 from core.errors import ArtifactError
-from core.jobs.atomic import atomic_dir
+from core.jobs.atomic import _umask, atomic_dir
 from core.jobs.hashing import file_digest
 from core.models import model_from_spec, model_spec
 
@@ -29,6 +37,40 @@ FORMAT = "ae-model-dir"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 EXTRA_PREFIX = "extra."
+HASH_FIELD = "config_sha256"
+_READ_TRIES = 5  # re-resolve the link when a concurrent save replaced the version being read
+
+log = logging.getLogger(__name__)
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, no spaces) of `config` without its own hash field."""
+    body = {k: v for k, v in config.items() if k != HASH_FIELD}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _version_dir(path: Path) -> Path:
+    """The folder the model path points at now (itself when it is not a link)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _consistent(path: Path, read):  # noqa: ANN001, ANN202 - read(version_dir) -> result
+    """Run `read` on one version of the model directory; when a file vanished because a concurrent
+    save swapped the link (and removed the version being read), retry on the new version."""
+    for attempt in range(_READ_TRIES):
+        version = _version_dir(path)
+        try:
+            return read(version)
+        except (FileNotFoundError, _Vanished):
+            if attempt == _READ_TRIES - 1 or _version_dir(path) == version:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _Vanished(ArtifactError):
+    """A file of the version being read is missing: retried if a concurrent save replaced that
+    version, otherwise reported as is."""
 
 
 def library_versions() -> dict[str, str]:
@@ -49,10 +91,14 @@ def library_versions() -> dict[str, str]:
 def directory_hash(path: str | Path) -> str:
     """A content hash of a saved model directory (config + weights), for run manifests."""
     path = Path(path)
-    h = hashlib.sha256()
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        h.update(file_digest(path / name).encode())
-    return h.hexdigest()
+
+    def read(version: Path) -> str:
+        h = hashlib.sha256()
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            h.update(file_digest(version / name).encode())
+        return h.hexdigest()
+
+    return _consistent(path, read)
 
 
 @dataclass
@@ -76,6 +122,7 @@ def save_artifact(path: str | Path, model: nn.Module, *, kind: str, extras: dict
         state[EXTRA_PREFIX + name] = t.detach().to("cpu").contiguous()
     with atomic_dir(path) as tmp:
         save_file(state, str(tmp / WEIGHTS_NAME))
+        os.chmod(tmp / WEIGHTS_NAME, 0o666 & ~_umask())  # safetensors writes 0600; follow the umask
         config = {
             "format": FORMAT,
             "schema_version": SCHEMA_VERSION,
@@ -88,7 +135,9 @@ def save_artifact(path: str | Path, model: nn.Module, *, kind: str, extras: dict
             "data_fingerprint": data_fingerprint,
             "weights_sha256": file_digest(tmp / WEIGHTS_NAME),
         }
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=_json_default))
+        config = json.loads(json.dumps(config, default=_json_default))  # hash exactly what is read back
+        config[HASH_FIELD] = config_digest(config)
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2))
     return path
 
 
@@ -107,40 +156,62 @@ def _json_default(obj: Any) -> Any:
 def read_config(path: str | Path) -> dict[str, Any]:
     """Read and check a model directory's config.json without touching the weights."""
     path = Path(path)
-    if not path.exists():
-        raise ArtifactError(f"model directory {path} does not exist")
-    if not path.is_dir():
-        raise ArtifactError(f"{path} is not a model directory")
+    return _consistent(path, lambda version: _read_config_at(path, version))
+
+
+def _read_config_at(path: Path, version: Path) -> dict[str, Any]:
+    """Read `version`/config.json (`path` is the name the user gave, for messages)."""
+    if not version.exists():
+        raise _Vanished(f"model directory {path} does not exist")
+    if not version.is_dir():
+        raise _Vanished(f"{path} is not a model directory")
     cfg_file = path / CONFIG_NAME
-    if not cfg_file.is_file():
-        raise ArtifactError(f"{path} is not a model directory: {CONFIG_NAME} is missing")
     try:
-        config = json.loads(cfg_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = (version / CONFIG_NAME).read_text()
+    except (FileNotFoundError, IsADirectoryError):
+        raise _Vanished(f"{path} is not a model directory: {CONFIG_NAME} is missing") from None
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{cfg_file} is corrupt: {exc}") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise ArtifactError(f"{cfg_file} is corrupt: {exc}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ArtifactError(f"{cfg_file} is not an ae model config")
     if config.get("schema_version") != SCHEMA_VERSION:
         raise ArtifactError(f"{path} has schema version {config.get('schema_version')}, "
                             f"this version reads {SCHEMA_VERSION}")
+    recorded = config.get(HASH_FIELD)
+    if recorded is None:
+        log.warning("%s has no %s (written by an older version): its contents are unverified",
+                    cfg_file, HASH_FIELD)
+    elif recorded != config_digest(config):
+        raise ArtifactError(f"{cfg_file} does not match its recorded {HASH_FIELD} (edited or damaged); "
+                            f"save the model again instead of editing it")
     return config
 
 
 def load_artifact(path: str | Path, expected_kind: str | None = None, device: str | torch.device = "cpu") -> Artifact:
+    path = Path(path)
+    return _consistent(path, lambda version: _load_at(path, version, expected_kind, device))
+
+
+def _load_at(path: Path, version: Path, expected_kind: str | None, device: str | torch.device) -> Artifact:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = Path(path)
-    config = read_config(path)
+    config = _read_config_at(path, version)
     if expected_kind is not None and config.get("kind") != expected_kind:
         raise ArtifactError(f"{path} holds a {config.get('kind')!r} model, not a {expected_kind!r} model")
     weights = path / WEIGHTS_NAME
-    if not weights.is_file():
-        raise ArtifactError(f"{path}: {WEIGHTS_NAME} is missing")
-    if file_digest(weights) != config.get("weights_sha256"):
-        raise ArtifactError(f"{weights} does not match its recorded checksum (truncated or modified)")
+    if not (version / WEIGHTS_NAME).is_file():
+        raise _Vanished(f"{path}: {WEIGHTS_NAME} is missing")
     try:
-        state = load_file(str(weights), device=str(device))
+        if file_digest(version / WEIGHTS_NAME) != config.get("weights_sha256"):
+            raise ArtifactError(f"{weights} does not match its recorded checksum (truncated or modified)")
+        state = load_file(str(version / WEIGHTS_NAME), device=str(device))
+    except FileNotFoundError:  # removed while reading: a concurrent save, retried by _consistent
+        raise _Vanished(f"{path}: {WEIGHTS_NAME} is missing") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise ArtifactError(f"{weights} cannot be read: {exc}") from None
     model = model_from_spec(config["model"])
