@@ -19,7 +19,7 @@ from core.errors import UserError
 from core.jobs.hashing import file_digest
 from core.jobs.manifest import RunManifest, manifest_path_for
 from core.jobs.progress import track
-from core.jobs.tables import TableWriter
+from core.jobs.tables import TableWriter, check_outputs_apart
 from recae.recommender import AutoencoderRecommender
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ def score_all(model_dir: Path, out: Path, k: int = 20, users_file: Path | None =
         raise UserError(f"-k must be at least 1, got {k}")
     if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise UserError("--out must end in .parquet or .csv")
+    check_outputs_apart([out, manifest_path_for(out)], [users_file])
     rec = AutoencoderRecommender.load(model_dir, device=device)
     manifest = RunManifest(job="recae score", model_path=str(model_dir), model_hash=directory_hash(model_dir),
                            params={"k": k}, outputs=[str(out)])

@@ -171,3 +171,88 @@ def test_score_rejects_non_utf8_users_file(model: Path, tmp_path: Path, flat) ->
     assert result.exit_code == 2, result.output
     assert "is not UTF-8 text (byte 0xff on line 3)" in _error_line(result, flat)
     assert not out.exists() and not Path(f"{out}.manifest.json").exists()
+
+
+# ------------------------------------------------------------------ tsad: outputs, long cells, zones, bad lines
+def _series_csv(path: Path, n: int = 120, start: str = "2024-01-01") -> Path:
+    t = np.arange(n)
+    pd.DataFrame({"timestamp": pd.date_range(start, periods=n, freq="5min").strftime("%Y-%m-%d %H:%M:%S"),
+                  "v0": np.sin(2 * np.pi * t / 25)}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("hostile_detector")
+    result = runner.invoke(app, ["tsad", "train", "--data", str(_series_csv(d / "t.csv")), "--out", str(d / "m"),
+                                 "--window", "8", "--epochs", "1", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return d / "m"
+
+
+def test_an_output_that_is_an_input_is_refused(detector: Path, model: Path, tmp_path: Path, flat) -> None:  # noqa: ANN001
+    data = _series_csv(tmp_path / "d.csv")
+    before = data.read_bytes()
+    link = tmp_path / "link.csv"
+    link.symlink_to(data)
+    for args in (["tsad", "detect", "--model", str(detector), "--data", str(data), "--out", str(data)],
+                 ["tsad", "detect", "--model", str(detector), "--data", str(data), "--out", str(tmp_path / "s.csv"),
+                  "--plot", str(link)],
+                 ["tsad", "score", "--model", str(detector), "--input", str(data), "--out", str(link)]):
+        result = runner.invoke(app, [*args, "--quiet"])
+        assert result.exit_code == 2, result.output
+        assert "is both input and output of this job" in _error_line(result, flat)
+    users = tmp_path / "users.csv"
+    users.write_text("1\n2\n")
+    result = runner.invoke(app, ["recae", "score", "--model", str(model), "--users", str(users), "--out", str(users)])
+    assert result.exit_code == 2 and "is both input and output" in _error_line(result, flat)
+    assert data.read_bytes() == before and users.read_text() == "1\n2\n"
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_huge_cells_are_rejected_quickly_and_the_rest_scored(detector: Path, tmp_path: Path) -> None:
+    data = _series_csv(tmp_path / "d.csv")
+    lines = data.read_text().splitlines()
+    lines[20] = "2" * 1_000_000 + ",1.0"  # a 1 MB timestamp: past the CSV reader's field limit
+    lines[30] = "2024-01-01 02:29:59," + "9" * 10_000  # a 10 kB number: past ours
+    lines[40] = "2" * 10_000 + ",1.0"  # a 10 kB timestamp
+    data.write_text("\n".join(lines) + "\n")
+    for command in ("detect", "score"):
+        out = tmp_path / f"{command}.csv"
+        args = ["--data", str(data)] if command == "detect" else ["--input", str(data)]
+        result = runner.invoke(app, ["tsad", command, "--model", str(detector), *args, "--out", str(out), "--quiet"])
+        assert result.exit_code == 3, result.output
+        assert len(pd.read_csv(out)) == 117
+    reasons = {r["row"]: r["reason"] for r in json.loads(Path(f"{out}.manifest.json").read_text())["rejected"]}
+    assert sorted(reasons) == [21, 31, 41]
+    assert "field larger than field limit" in reasons[21]
+    assert reasons[31] == "v0 has 10,000 characters (at most 200)"
+    assert reasons[41] == "timestamp has 10,000 characters (at most 200)"
+
+
+def test_mixed_time_zones_are_read_as_utc_and_files_scored(detector: Path, tmp_path: Path) -> None:
+    a = _series_csv(tmp_path / "a.csv")
+    frame = pd.read_csv(a)
+    frame["timestamp"] = [f"{t}+01:00" if i % 2 else f"{t}Z" for i, t in enumerate(frame["timestamp"])]
+    frame.to_csv(tmp_path / "b.csv", index=False)
+    out = tmp_path / "s.parquet"
+    result = runner.invoke(app, ["tsad", "score", "--model", str(detector), "--input", str(tmp_path / "*.csv"),
+                                 "--out", str(out), "--quiet"])
+    assert result.exit_code == 3, result.output  # b's +01:00 stamps go back an hour: rejected as out of order
+    scored = pd.read_parquet(out)
+    assert set(scored["source"].map(lambda s: Path(s).name)) == {"a.csv", "b.csv"}
+    assert (scored["source"].str.endswith("a.csv")).sum() == 120
+
+
+def test_score_rejects_one_bad_line_and_keeps_the_rest(detector: Path, tmp_path: Path) -> None:
+    data = _series_csv(tmp_path / "d.csv", n=1000)
+    lines = data.read_text().splitlines()
+    lines[401] += ",extra"  # line 402: a wrong field count
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "s.csv"
+    result = runner.invoke(app, ["tsad", "score", "--model", str(detector), "--input", str(data), "--out", str(out),
+                                 "--chunk-rows", "100", "--quiet"])
+    assert result.exit_code == 3, result.output
+    assert len(pd.read_csv(out)) == 999
+    manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+    assert [(r["row"], r["reason"][:8]) for r in manifest["rejected"]] == [(402, "expected")]

@@ -29,7 +29,7 @@ from core.jobs.cli_support import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
 from core.jobs.hashing import file_digest
 from core.jobs.manifest import RunManifest, is_up_to_date, manifest_path_for
 from core.jobs.progress import track
-from core.jobs.tables import TableWriter, expand_inputs
+from core.jobs.tables import TableWriter, check_outputs_apart, expand_inputs
 from tsad.datasets import Series
 from tsad.detector import Scores, WindowDetector
 from tsad.ingest import Accepted, CausalIngest, Layout, Rejected, Rows, RowScreen, describe, fill_gaps, read_rows
@@ -151,6 +151,7 @@ def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col
     files = expand_inputs(inputs)
     if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise UserError("--out must end in .parquet or .csv")
+    check_outputs_apart([out, manifest_path_for(out)], list(files))
     if chunk_rows < det.window:
         raise UserError(f"--chunk-rows must be at least the window ({det.window})")
     manifest = RunManifest(job="tsad score", model_path=str(model_dir), model_hash=directory_hash(model_dir),

@@ -111,7 +111,7 @@ def detect(
     """
     from core.device import set_threads
     from core.jobs.cli_support import EXIT_PARTIAL
-    from core.jobs.tables import write_table
+    from core.jobs.tables import check_outputs_apart, write_table
     from tsad.batch import detect_file, scores_frame
     from tsad.detector import WindowDetector
     from tsad.ingest import describe
@@ -119,6 +119,7 @@ def detect(
     setup_logging(quiet)
     set_threads(threads)
     det = WindowDetector.load(model, device=device)
+    check_outputs_apart([out, plot], [data])
     found = detect_file(det, data, mode)
     if plot is not None:
         from tsad.plots import plot_scores

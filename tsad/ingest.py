@@ -53,6 +53,8 @@ from core.jobs.tables import iter_table_chunks, separator_of
 log = logging.getLogger(__name__)
 
 MAX_GAP = 5
+MAX_FIELD = 200  # characters in a number or timestamp cell: longer ones are rejected, not parsed (a 1 MB
+#                  cell made timestamp parsing take minutes)
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
 _YEAR = re.compile(r"\d{4}")
 _ISO = re.compile(r"\d{4}-\d\d-\d\d([ T]\d\d:\d\d(:\d\d(\.\d{1,9})?)?)?(Z|[+-]\d\d:?\d\d)?$")
@@ -190,6 +192,10 @@ def _numbers(cells: np.ndarray, name: Any, reasons: list[str | None]) -> np.ndar
     else:
         out = np.empty(len(cells))
         for i, cell in enumerate(cells):
+            if isinstance(cell, str) and len(cell) > MAX_FIELD:
+                out[i] = np.nan
+                reasons[i] = reasons[i] or f"{name} has {len(cell):,} characters (at most {MAX_FIELD})"
+                continue
             try:
                 out[i] = to_number(cell)
             except (ValueError, TypeError):
@@ -207,6 +213,12 @@ def _stamps(cells: np.ndarray, reasons: list[str | None]) -> np.ndarray:
             reasons[i] = reasons[i] or "empty timestamp"
         return out
     out = np.full(len(cells), _NO_TIME, dtype=np.int64)
+    long = [i for i, c in enumerate(cells) if isinstance(c, str) and len(c) > MAX_FIELD]
+    for i in long:
+        reasons[i] = reasons[i] or f"timestamp has {len(cells[i]):,} characters (at most {MAX_FIELD})"
+    if long:
+        cells = cells.copy()
+        cells[long] = ""  # left out below; the reason is already set
     text = np.array([c.strip() if isinstance(c, str) else "" for c in cells], dtype=object)
     plain = np.array([_PLAIN_ISO.match(t) is not None for t in text], dtype=bool)
     if plain.any():  # the commonest case, no zone: numpy's parser, about 100x faster than pandas' on a stream's batches

@@ -150,3 +150,18 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 def separator_of(line: str) -> str:
     """The separator of one CSV line (a header): `,`, `;` or tab, whichever splits it most."""
     return max([",", ";", "\t"], key=line.count)
+
+
+def check_outputs_apart(outputs: list[str | os.PathLike[str] | None],
+                        inputs: list[str | os.PathLike[str] | None]) -> None:
+    """Refuse a job whose output would overwrite one of its inputs (or another of its outputs), after
+    resolving links: an atomic rename would otherwise replace the input with the job's result."""
+    seen: dict[Path, str] = {}
+    for role, paths in (("input", inputs), ("output", outputs)):
+        for p in paths:
+            if p is None:
+                continue
+            key = Path(p).resolve()
+            if key in seen:
+                raise UserError(f"{p} is both {seen[key]} and {role} of this job; write the output elsewhere")
+            seen[key] = role
