@@ -256,3 +256,28 @@ def test_score_rejects_one_bad_line_and_keeps_the_rest(detector: Path, tmp_path:
     assert len(pd.read_csv(out)) == 999
     manifest = json.loads(Path(f"{out}.manifest.json").read_text())
     assert [(r["row"], r["reason"][:8]) for r in manifest["rejected"]] == [(402, "expected")]
+
+
+def test_an_overflowing_reading_is_an_alert_not_silence(detector: Path, tmp_path: Path) -> None:
+    data = _series_csv(tmp_path / "d.csv")
+    lines = data.read_text().splitlines()
+    lines[61] = lines[61].split(",")[0] + ",1e308"  # finite, but beyond anything float32 can hold
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "s.csv"
+    result = runner.invoke(app, ["tsad", "detect", "--model", str(detector), "--data", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out)
+    assert scores["score"][7:].notna().all()  # every row with a full window is scored, the wild one's too
+    assert bool(scores["is_anomaly"][60]) and scores["score"][60] > 1e6 * scores["score"][7:60].max()
+
+
+def test_training_on_overflowing_values_is_refused(tmp_path: Path, flat) -> None:  # noqa: ANN001
+    data = _series_csv(tmp_path / "t.csv")
+    frame = pd.read_csv(data)
+    frame.loc[10, "v0"] = 1e308
+    frame.to_csv(data, index=False)
+    result = runner.invoke(app, ["tsad", "train", "--data", str(data), "--out", str(tmp_path / "m"), "--window", "8",
+                                 "--epochs", "1", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "training values are too large to scale" in _error_line(result, flat)
+    assert not (tmp_path / "m").exists()

@@ -10,6 +10,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from core.errors import UserError
 
+LIMIT = 1e12  # standard deviations; squared errors stay far below float32's 3.4e38
+
 
 @dataclass
 class Scaler:
@@ -20,15 +22,24 @@ class Scaler:
 
     def fit(self, values: np.ndarray) -> Scaler:
         v = np.asarray(values, dtype=float)
-        self.mean = v.mean(axis=0)
-        std = v.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.mean = v.mean(axis=0)
+            std = v.std(axis=0)
+        if not (np.isfinite(self.mean).all() and np.isfinite(std).all()):
+            raise UserError(f"training values are too large to scale (largest magnitude {np.abs(v).max():.3g}); "
+                            "check the data or rescale it")
         self.std = np.where(std > 1e-8, std, 1.0)  # constant channels (MSL commands) stay as offsets
         return self
 
     def transform(self, values: np.ndarray) -> np.ndarray:
+        """Standardised float32 values, clipped to ±LIMIT standard deviations: a reading that far out
+        (1e308, say) still scores as extreme instead of overflowing into NaN, which would silence the
+        next `window` rows."""
         if self.mean is None:
             raise UserError("scaler is not fitted")
-        return ((np.asarray(values, dtype=float) - self.mean) / self.std).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = (np.asarray(values, dtype=float) - self.mean) / self.std
+        return np.clip(z, -LIMIT, LIMIT).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": np.asarray(self.mean).tolist(), "std": np.asarray(self.std).tolist()}
