@@ -25,7 +25,12 @@ app = typer.Typer(help="Autoencoder movie recommender: train, evaluate, recommen
 
 
 def _model_name(value: str) -> str:
-    return get_model(value).name  # an unknown name: exit 2 with the registry's choices
+    """An unknown name exits 2 with the registry's choices (BadParameter keeps the message on every
+    Typer version; a plain ValueError's text is dropped by older ones)."""
+    try:
+        return get_model(value).name
+    except UserError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _names(implicit: bool) -> str:
