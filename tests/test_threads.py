@@ -103,20 +103,21 @@ def test_monitor_runs_on_one_thread_by_default(model: Path, tmp_path: Path) -> N
     assert torch.get_num_threads() == 2
 
 
+def _threads_after(args: list[str]) -> int:
+    """Run a command that must succeed; torch's thread count it left behind."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return torch.get_num_threads()
+
+
 def test_monitor_cli_threads(model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = str(_series(tmp_path / "s.csv", 40))
     args = ["tsad", "monitor", "--model", str(model), "--input", data, "--alerts", str(tmp_path / "a.jsonl")]
     torch.set_num_threads(2)
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert torch.get_num_threads() == 1
-    result = runner.invoke(app, [*args, "--threads", "2"])
-    assert result.exit_code == 0, result.output
-    assert torch.get_num_threads() == 2
+    assert _threads_after(args) == 1
+    assert _threads_after([*args, "--threads", "2"]) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert torch.get_num_threads() == 3
+    assert _threads_after(args) == 3
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "many"])
@@ -135,10 +136,6 @@ def test_detect_and_score_keep_torch_default_unless_told(model: Path, tmp_path: 
              "--device", "cpu", "--quiet"]
     for args in (detect, score):
         torch.set_num_threads(2)
-        result = runner.invoke(app, args)
-        assert result.exit_code == 0, result.output
-        assert torch.get_num_threads() == 2
-        result = runner.invoke(app, [*args, "--threads", "1"])
-        assert result.exit_code == 0, result.output
-        assert torch.get_num_threads() == 1
+        assert _threads_after(args) == 2
+        assert _threads_after([*args, "--threads", "1"]) == 1
         assert runner.invoke(app, [*args, "--threads", "0"]).exit_code == 2
