@@ -17,7 +17,7 @@ import pandas as pd
 from core.artifact import directory_hash
 from core.errors import UserError
 from core.jobs.hashing import file_digest
-from core.jobs.manifest import RunManifest, manifest_path_for
+from core.jobs.manifest import EXIT_OK, EXIT_PARTIAL, RunManifest, manifest_path_for
 from core.jobs.progress import track
 from core.jobs.tables import TableWriter, check_outputs_apart
 from recae.recommender import AutoencoderRecommender
@@ -86,6 +86,6 @@ def score_all(model_dir: Path, out: Path, k: int = 20, users_file: Path | None =
         for start in track(range(0, len(idx), batch_users), "scoring users", progress):
             writer.write(score_batch(rec, idx[start:start + batch_users], k))
     manifest.rows_out = writer.rows
-    manifest.finish(3 if manifest.rejected else 0)
+    manifest.finish(EXIT_PARTIAL if manifest.rejected else EXIT_OK)
     manifest.write(manifest_path_for(out))
     return manifest

@@ -25,9 +25,8 @@ import pandas as pd
 
 from core.artifact import directory_hash
 from core.errors import UserError
-from core.jobs.cli_support import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL
 from core.jobs.hashing import file_digest
-from core.jobs.manifest import RunManifest, is_up_to_date, manifest_path_for
+from core.jobs.manifest import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, RunManifest, is_up_to_date, manifest_path_for
 from core.jobs.progress import track
 from core.jobs.tables import TableWriter, check_outputs_apart, expand_inputs
 from tsad.datasets import Series

@@ -16,8 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from core.errors import UserError
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+from core.jobs.manifest import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE  # noqa: F401 - re-exported
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -18,6 +18,8 @@ from typing import Any
 from core.jobs.atomic import atomic_write_text
 
 MANIFEST_SUFFIX = ".manifest.json"
+# exit codes of every `ae` command; a batch job records its own in its manifest
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 @dataclass
@@ -45,7 +47,7 @@ class RunManifest:
     def finish(self, exit_code: int) -> None:
         self.duration_s = round(time.perf_counter() - self._t0, 3)
         self.exit_code = exit_code
-        self.status = {0: "ok", 3: "partial"}.get(exit_code, "failed")
+        self.status = {EXIT_OK: "ok", EXIT_PARTIAL: "partial"}.get(exit_code, "failed")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
