@@ -68,18 +68,38 @@ def plot_reconstructions(rows: dict[str, np.ndarray], path: str | Path, image_sh
     return save_figure(fig, path)
 
 
-def plot_latent(codes: np.ndarray, path: str | Path, labels: np.ndarray | None = None,
-                title: str = "latent space") -> Path:
-    """2-D scatter of codes (the first two dimensions, or a PCA projection when wider)."""
+def build_latent_figure(codes: np.ndarray, labels: np.ndarray | None = None, title: str = "latent space") -> Any:
+    """2-D scatter of codes as a Figure: the two dimensions (axes z1, z2) when the codes have two, a
+    PCA projection (axes PC1, PC2 with their share of the variance; the title says so) when wider,
+    z1 against the row index for one. The colour bar is labelled "label" when labels are given."""
     codes = np.asarray(codes, dtype=float)
-    if codes.shape[1] > 2:
+    codes = codes.reshape(len(codes), -1)
+    width = codes.shape[1]
+    if width > 2:
         centred = codes - codes.mean(axis=0)
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        codes = centred @ vt[:2].T
+        _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+        xy = centred @ vt[:2].T
+        var = sv**2
+        share = var[:2] / var.sum() if var.sum() > 0 else np.zeros(2)
+        xlabel, ylabel = f"PC1 ({share[0]:.0%} of variance)", f"PC2 ({share[1]:.0%} of variance)"
+        title = f"{title} (PCA projection of {width} dims)"
+    elif width == 2:
+        xy, xlabel, ylabel = codes, "z1", "z2"
+    else:
+        xy = np.column_stack([codes[:, 0] if width else np.zeros(len(codes)), np.arange(len(codes))])
+        xlabel, ylabel = "z1", "sample"
     fig = _figure(5, 5)
     ax = fig.add_subplot()
-    sc = ax.scatter(codes[:, 0], codes[:, 1], c=labels, s=6, cmap="tab10" if labels is not None else None)
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, s=6, cmap="tab10" if labels is not None else None)
     if labels is not None:
-        fig.colorbar(sc, ax=ax)
+        fig.colorbar(sc, ax=ax, label="label")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_latent(codes: np.ndarray, path: str | Path, labels: np.ndarray | None = None,
+                title: str = "latent space") -> Path:
+    """Write the latent scatter (see `build_latent_figure`) to `path` as a PNG, atomically."""
+    return save_figure(build_latent_figure(codes, labels, title), path)
