@@ -108,6 +108,28 @@ class TrainConfig:
             raise UserError("patience must be at least 1")
 
 
+@dataclass(frozen=True)
+class Monitor:
+    """A validation metric computed from the model, e.g. NDCG@100 on validation users.
+
+    Early stopping and `restore_best` minimise a loss-like number, so a metric where higher is better
+    is negated (`History.val_loss` keeps that number); the progress bar and the logs show the metric
+    itself under its name ("val ndcg@100 0.4312"), never a puzzling negative "val".
+    """
+
+    metric: Callable[[nn.Module], float]
+    name: str = "val"
+    higher_is_better: bool = False
+
+    def __call__(self, model: nn.Module) -> float:
+        value = float(self.metric(model))
+        return -value if self.higher_is_better else value
+
+    def show(self, loss_like: float) -> str:
+        """The metric as the user knows it, from the loss-like number kept in the history."""
+        return f"{self.name} {-loss_like if self.higher_is_better else loss_like:.4f}"
+
+
 @dataclass
 class History:
     train_loss: list[float] = field(default_factory=list)
@@ -178,7 +200,8 @@ class Trainer:
     def fit(self, model: nn.Module, train: BatchSource | np.ndarray | torch.Tensor | tuple,
             val: Any = None) -> History:
         """`val`: data scored with the objective, or a callable `val(model) -> float` (lower is
-        better), e.g. minus a ranking metric on validation users, for what the loss cannot tell."""
+        better) for what the loss cannot tell; a `Monitor` wraps a metric where higher is better
+        (e.g. NDCG on validation users) and gives it a name for the progress bar and logs."""
         cfg = self.config
         cfg.validate()
         device = resolve_device(cfg.device)
@@ -227,7 +250,8 @@ class Trainer:
                         best_state = copy.deepcopy(model.state_dict())
                 else:
                     waited += 1
-                status = f"loss {train_loss:.4f}" + (f" val {history.val_loss[-1]:.4f}" if history.val_loss else "")
+                status = f"loss {train_loss:.4f}" + (f" {_show_val(monitor, history.val_loss[-1])}"
+                                                     if history.val_loss else "")
                 log.debug("epoch %d: %s", epoch + 1, status)
                 if prog:
                     prog.update(task, advance=1, status=status)
@@ -235,8 +259,12 @@ class Trainer:
                     history.stopped_early = True
                     log.info("early stop after epoch %d; best epoch %d", epoch + 1, history.best_epoch + 1)
                     break
-        if best_state is not None:
-            model.load_state_dict(best_state)
+            if best_state is not None:
+                model.load_state_dict(best_state)
+                kept = _kept_message(history, monitor)
+                log.info("%s: %s", cfg.description, kept)
+                if prog:
+                    prog.update(task, status=kept)
         model.eval()
         history.seconds = time.perf_counter() - start
         return history
@@ -303,6 +331,20 @@ class Trainer:
             total += float(loss)
             count += 1
         return total / max(count, 1)
+
+
+def _show_val(monitor: Any, loss_like: float) -> str:
+    """`val <name> <value>` for a named Monitor (true sign), else the loss-like `val <value>`."""
+    return f"val {monitor.show(loss_like)}" if isinstance(monitor, Monitor) else f"val {loss_like:.4f}"
+
+
+def _kept_message(history: History, monitor: Any) -> str:
+    """Which epoch's weights the model ends with, e.g. "kept epoch 17 of 40 (val ndcg@100 0.4312)"."""
+    best = history.best_epoch
+    msg = f"kept epoch {best + 1} of {len(history.train_loss)}"
+    if history.val_loss:
+        return f"{msg} ({_show_val(monitor, history.val_loss[best])})"
+    return f"{msg} (loss {history.train_loss[best]:.4f})"
 
 
 def _split(src: TensorSource, fraction: float, generator: torch.Generator) -> tuple[TensorSource, TensorSource]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -19,9 +20,11 @@ from core.jobs.cli_support import (
     echo_table,
     setup_logging,
 )
+from recae.catalog import Catalog
 from recae.models import REGISTRY, get_model, model_names
 
-app = typer.Typer(help="Autoencoder movie recommender: train, evaluate, recommend, score.", no_args_is_help=True)
+app = typer.Typer(help="Autoencoder movie recommender: train, evaluate, find items, recommend, score.",
+                  no_args_is_help=True)
 
 
 def _model_name(value: str) -> str:
@@ -68,24 +71,34 @@ def train(
     item_col: ItemColOpt = "item",
     rating_col: RatingColOpt = "rating",
     time_col: TimeColOpt = None,
+    items_file: Annotated[Path | None, typer.Option(
+        "--items", help="Titles for a ratings file's items: CSV/Parquet with the item id column (--item-col) and a "
+        "`title` column, kept with the model so that `items --search` and `recommend --rate TITLE:RATING` work. "
+        "ml-100k and ml-1m titles are kept without it.", rich_help_panel=_FILE)] = None,
 ) -> None:
-    """Train a recommender and save it (weights, id maps, rating scale, training matrix).
+    """Train a recommender and save it (weights, id maps, rating scale, training matrix, item titles).
 
     Example: ae recae train --dataset ml-100k --model autorec --out models/autorec
     """
-    from recae.datasets import NAMED_DATASETS
+    from recae.datasets import NAMED_DATASETS, load_items, load_titles_file
     from recae.evaluate import training_ratings
     from recae.recommender import AutoencoderRecommender
 
     setup_logging(quiet, verbose)
     rec = AutoencoderRecommender(model=model, epochs=epochs, device=device, seed=seed, progress=not quiet)
+    # titles are read before training, so that a bad --items file fails in a second, not after an hour
+    titles = (load_titles_file(items_file, item_col) if items_file is not None
+              else load_items(dataset) if dataset in NAMED_DATASETS else None)
     train_frame = training_ratings(dataset, split, seed=seed, user_col=user_col, item_col=item_col,
                                    rating_col=rating_col, time_col=time_col)
     rec.fit(train_frame)
+    if titles is not None:
+        rec.attach_titles(titles)
     rec.save(out, metrics={"final_train_loss": rec.history_.train_loss[-1]},
              dataset=dataset if dataset in NAMED_DATASETS else None)
+    n_titles = sum(t is not None for t in rec.titles_) if rec.titles_ is not None else 0
     typer.echo(f"trained {model} on {len(train_frame)} ratings ({len(rec.user_map_)} users, "
-               f"{len(rec.item_map_)} items) in {rec.history_.seconds:.1f} s; saved {out}")
+               f"{len(rec.item_map_)} items, {n_titles} with titles) in {rec.history_.seconds:.1f} s; saved {out}")
 
 
 @app.command()
@@ -130,28 +143,92 @@ def evaluate(
         typer.echo(f"wrote {json_out}")
 
 
-def _parse_rate(rate: str) -> dict:
-    out = {}
-    for part in rate.split(","):
-        if not part.strip():
-            continue
-        item, sep, value = part.partition(":")
+# an entry's rating follows its last ':'; titles may hold ':' and ',' themselves
+_RATED = re.compile(r"^(?P<item>.*):\s*(?P<rating>[-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*$", re.DOTALL)
+
+
+def _parse_rate(rate: str) -> list[tuple[str, float]]:
+    """`--rate` as (item id or title, rating) pairs, in the order given. Entries are separated by
+    commas, but a comma ends an entry only once the text so far ends in `:NUMBER`, so titles such as
+    "Good, the Bad and the Ugly, The (1966):5" or "Wallace & Gromit: The Best of Aardman Animation
+    (1996):4" need no quoting inside the option."""
+    pairs: list[tuple[str, float]] = []
+    pending = ""
+    for piece in rate.split(","):
+        pending = f"{pending},{piece}" if pending else piece
+        m = _RATED.match(pending)
+        if m is not None:
+            item = m["item"].strip()
+            if not item:
+                raise UserError(f"--rate: no item before ':{m['rating']}'")
+            pairs.append((item, float(m["rating"])))
+            pending = ""
+        elif not pending.strip():
+            pending = ""
+    if pending.strip():
+        item, sep, value = pending.rpartition(":")
         if not sep:
-            raise UserError(f"--rate expects ITEM:RATING pairs separated by commas, got {part!r}")
-        try:
-            out[_maybe_int(item.strip())] = float(value)
-        except ValueError:
-            raise UserError(f"--rate: rating {value!r} for item {item.strip()!r} is not a number") from None
-    if not out:
+            raise UserError(f"--rate expects ITEM:RATING pairs separated by commas, got {pending.strip()!r}")
+        raise UserError(f"--rate: rating {value.strip()!r} for item {item.strip()!r} is not a number")
+    if not pairs:
         raise UserError("--rate is empty")
-    return out
+    return pairs
 
 
-def _maybe_int(s: str):  # noqa: ANN202
-    try:
-        return int(s)
-    except ValueError:
-        return s
+def _resolve_ratings(catalog: Catalog, pairs: list[tuple[str, float]]) -> dict:
+    """Item ids for what the user typed (ids or titles); each item may be rated once."""
+    ratings: dict = {}
+    typed: dict = {}
+    for ref, rating in pairs:
+        try:
+            item = catalog.resolve(ref)
+        except UserError as exc:
+            raise UserError(f"--rate: {exc}") from None
+        if item in ratings:
+            raise UserError(f"--rate: item {item} is rated twice (as {typed[item]!r} and {ref!r})")
+        ratings[item], typed[item] = rating, ref
+    return ratings
+
+
+def _echo_rated(catalog: Catalog, ratings: dict) -> None:
+    """The ratings as understood (id, title, rating), on stderr: stdout keeps only the results."""
+    idx = catalog.item_map.index_array(list(ratings))
+    ids = [str(item) for item in ratings]
+    width = max(len(i) for i in ids)
+    typer.echo("rated (as understood):", err=True)
+    for item_id, i, rating in zip(ids, idx, ratings.values()):
+        title = catalog.title(int(i)) or ""
+        typer.echo(f"  {item_id:>{width}}  {rating:g}  {title}".rstrip(), err=True)
+
+
+@app.command()
+@cli_errors
+def items(
+    model: Annotated[Path, typer.Option("--model", help="Model directory from `ae recae train`.")],
+    search: Annotated[str | None, typer.Option("--search", "-s", help="Text the title must contain (case "
+                                               "ignored; \"godfather, the\" and \"the godfather\" both match). "
+                                               "Without it: the most rated items.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most this many items.")] = 20,
+) -> None:
+    """Find items by title: id, title and popularity (ratings in training), exact titles first, then the
+    most rated. Use the id or the title with `recommend --rate`.
+
+    No match prints a note on stderr and exits 0 (nothing found is an answer, not an error); a model
+    without titles exits 2.
+
+    Example: ae recae items --model models/autorec --search "star wars" --limit 5
+    """
+    from recae.recommender import AutoencoderRecommender
+
+    setup_logging(True)
+    catalog = AutoencoderRecommender.load(model, device="cpu").catalog()
+    found, total = catalog.search(search, limit)
+    if search is not None and search.strip() and total == 0:
+        typer.echo(f"no item title contains {search.strip()!r} (of {len(catalog.item_map)} items)", err=True)
+        return
+    what = f"matching {search.strip()!r}" if search is not None and search.strip() else "by popularity"
+    cols = ["item", "title", "popularity"] if catalog.has_titles else ["item", "popularity"]
+    echo_table(f"{len(found)} of {total} items {what}", cols, found[cols].values.tolist())
 
 
 @app.command()
@@ -159,33 +236,53 @@ def _maybe_int(s: str):  # noqa: ANN202
 def recommend(
     model: Annotated[Path, typer.Option("--model", help="Model directory from `ae recae train`.")],
     user: Annotated[str | None, typer.Option("--user", help="A user id from the training data.")] = None,
-    rate: Annotated[str | None, typer.Option("--rate", help="A new user's ratings, e.g. \"50:5,181:4,1:3\" "
-                                             "(fold-in, no retraining).")] = None,
+    rate: Annotated[str | None, typer.Option(
+        "--rate", help="A new user's ratings (fold-in, no retraining): ITEM:RATING pairs separated by commas, ITEM "
+        "an item id or a title (exact, else a unique part of one; the rating follows the last ':'), e.g. "
+        "\"50:5,Fargo (1996):4,toy story:3\". Find titles with `ae recae items --search`.")] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="How many recommendations.")] = 10,
     device: DeviceOpt = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo the --rate ratings as understood "
+                                        "(stderr).")] = False,
 ) -> None:
     """Top-k unseen items for a known user, or for a new user from a few ratings, with titles.
 
+    Columns: rank, item, title (when the model has titles), score. `score` is what `ae recae score`
+    writes too: higher is better; for explicit models (course, autorec, deeprec) it is the predicted
+    rating on the training scale, for implicit ones (multdae, multvae) a preference score. With --rate
+    the ratings as understood (id, rating, title) are echoed to stderr first.
+
     Example: ae recae recommend --model models/autorec --user 196 -k 10
+
+    Example: ae recae recommend --model models/autorec --rate "Star Wars (1977):5,Fargo (1996):4"
     """
-    from recae.datasets import load_items
     from recae.recommender import AutoencoderRecommender
 
     setup_logging(True)
     if (user is None) == (rate is None):
         raise UserError("give exactly one of --user or --rate")
     rec = AutoencoderRecommender.load(model, device=device)
+    catalog = rec.catalog()
     if user is not None:
         table = rec.recommend(_maybe_int(user), k)
         who = f"user {user}"
     else:
-        table = rec.fold_in(_parse_rate(rate), k)
+        ratings = _resolve_ratings(catalog, _parse_rate(rate))
+        table = rec.fold_in(ratings, k)
+        if not quiet:
+            _echo_rated(catalog, ratings)
         who = "a new user (fold-in)"
-    items = load_items(rec.dataset_) if rec.dataset_ else None
-    if items is not None:
-        table = table.merge(items[["item", "title"]], on="item", how="left")
-    cols = list(table.columns)
-    echo_table(f"Top {k} for {who} ({rec.model})", cols, table.values.tolist())
+    if catalog.has_titles:
+        idx = catalog.item_map.index_array(table["item"].to_numpy(dtype=object))
+        table.insert(2, "title", [catalog.title(int(i)) for i in idx])
+    echo_table(f"Top {k} for {who} ({rec.model})", list(table.columns), table.values.tolist())
+
+
+def _maybe_int(s: str):  # noqa: ANN202
+    try:
+        return int(s)
+    except ValueError:
+        return s
 
 
 @app.command()
@@ -201,7 +298,11 @@ def score(
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
-    """Batch top-k for all (or the listed) users, plus OUT.manifest.json. Exit 3 if some users were unknown.
+    """Batch top-k for all (or the listed) users, plus OUT.manifest.json. Exit 3 if some users were unknown
+    (each is in the manifest's `rejected`, with its line in --users as `row`).
+
+    Columns: user, item, rank, score (as `recommend`: higher is better; the predicted rating for
+    explicit models, a preference score for implicit ones).
 
     Example: ae recae score --model models/autorec --out recs.parquet -k 20
     """

@@ -154,11 +154,11 @@ def _id_column(raw: pd.Series) -> pd.Series:
     return text.astype(object)
 
 
-def _read_ratings_table(path: Path, id_cols: list[str]) -> pd.DataFrame:
+def _read_ratings_table(path: Path, id_cols: list[str], what: str = "ratings file") -> pd.DataFrame:
     """The file with id columns read as text (CSV), so pandas never turns `1.5` into a float id."""
     from core.jobs.tables import read_table, sniff_separator
 
-    frame = read_table(path, "ratings file")
+    frame = read_table(path, what)
     present = [c for c in id_cols if c in frame.columns]
     if present and path.suffix.lower() not in (".parquet", ".pq"):
         try:
@@ -243,6 +243,23 @@ def resolve_dataset(name: str, data_dir: str | Path | None = None, user_col: str
         ensure_dataset(name, root)
         return _NAMED[name][0](root)
     return load_ratings_file(name, user_col, item_col, rating_col, time_col, scale)
+
+
+def load_titles_file(path: str | Path, item_col: str = "item", title_col: str = "title") -> pd.DataFrame:
+    """Item titles for a ratings file's items: a CSV/Parquet file with an item id column (read as
+    the ratings' ids are) and a title column. Returns columns `item`, `title`."""
+    path = Path(path)
+    frame = _read_ratings_table(path, [item_col], "items file")
+    missing = [c for c in (item_col, title_col) if c not in frame.columns]
+    if missing:
+        available = ", ".join(map(str, frame.columns))
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}; available: {available}")
+    items = pd.DataFrame({"item": _id_column(frame[item_col]), "title": frame[title_col]})
+    items = items[items["item"].notna() & items["title"].notna()]
+    if items.empty:
+        raise UserError(f"{path}: no item has a title")
+    items["title"] = items["title"].astype(str)
+    return items.reset_index(drop=True)
 
 
 def load_items(name: str, data_dir: str | Path | None = None) -> pd.DataFrame | None:

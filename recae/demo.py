@@ -34,11 +34,13 @@ def run(data_dir: Path, out: Path, device: str, seed: int, quick: bool, progress
                   caption="Rating prediction on u1.test (20,000 ratings), baseline from the same run")
     section.image(plot_loss_curves(histories, out / "recae_loss.png", title="recommender training loss"),
                   "training loss")
+    shown = {"score": "predicted rating"}  # the explicit models' score is a predicted rating
     top = best.recommend(SAMPLE_USER, 10).merge(items[["item", "title"]], on="item", how="left")
-    section.table(top[["rank", "title", "predicted_rating"]], caption=f"Top 10 unseen movies for user {SAMPLE_USER}")
+    section.table(top[["rank", "title", "score"]].rename(columns=shown),
+                  caption=f"Top 10 unseen movies for user {SAMPLE_USER}")
     names = items.set_index("item")["title"]
     given = ", ".join(f"{names[i]} = {r:g}" for i, r in NEW_USER.items())
     fold = best.fold_in(NEW_USER, 10).merge(items[["item", "title"]], on="item", how="left")
-    section.table(fold[["rank", "title", "predicted_rating"]],
+    section.table(fold[["rank", "title", "score"]].rename(columns=shown),
                   caption=f"A new user who rated {given} (fold-in, no retraining)")
     return section

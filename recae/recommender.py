@@ -4,6 +4,11 @@ Unknown users raise a clear error (use `fold_in` with their ratings). Items neve
 get the global mean rating as their prediction and are never recommended. Predictions are clipped
 to the training rating scale. For an item-based model (autorec), a new user's fold-in borrows the
 predicted rows of the 20 training users most similar (cosine) to the given ratings.
+
+Results name their value `score` (higher is better) for every model, as batch scoring does: for the
+explicit models it is the predicted rating clipped to the training scale, for the implicit ones a
+preference score with no rating meaning. Titles (when the data gave them) are kept with the model so
+that it can be searched and rated by title (`catalog()`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from core.artifact import Artifact
 from core.device import resolve_device
 from core.errors import UserError
 from core.estimator import Estimator, FittedState
-from core.train import History, TrainConfig, Trainer
+from core.train import History, Monitor, TrainConfig, Trainer
+from recae.catalog import Catalog
 from recae.interactions import IdMap, Interactions, to_csr
 from recae.metrics import evaluate_topn, topk_indices
 from recae.models import REGISTRY, RecModel, SparseRows, get_model
@@ -83,6 +89,7 @@ class AutoencoderRecommender(Estimator):
         self.global_mean_ = float(ratings["rating"].mean())
         self.scale_ = (float(ratings["rating"].min()), float(ratings["rating"].max()))
         self.dataset_ = None
+        self.titles_: list[str | None] | None = None
         matrix = self.train_.T.tocsr() if spec.item_based else self.train_
         monitor = self._validation_monitor(*validation) if validation is not None else None
         torch.manual_seed(self.seed)
@@ -116,10 +123,10 @@ class AutoencoderRecommender(Estimator):
             raise UserError("no validation user has both fold-in and held-out positives")
         fold, held = fold[keep], held[keep]
 
-        def minus_ndcg(_model: Any) -> float:
-            return -evaluate_topn(self._forward_rows(fold), held, ks=(100,), seen=fold)["ndcg@100"]
+        def ndcg(_model: Any) -> float:
+            return evaluate_topn(self._forward_rows(fold), held, ks=(100,), seen=fold)["ndcg@100"]
 
-        return minus_ndcg
+        return Monitor(ndcg, name="ndcg@100", higher_is_better=True)
 
     # ----------------------------------------------------------------------------- raw scoring
     @torch.no_grad()
@@ -212,9 +219,8 @@ class AutoencoderRecommender(Estimator):
 
     def _frame(self, top: np.ndarray, vals: np.ndarray) -> pd.DataFrame:
         ok = np.isfinite(vals[0])
-        col = "score" if self.implicit else "predicted_rating"
         return pd.DataFrame({"rank": np.arange(1, ok.sum() + 1), "item": self.item_map_.to_raw(top[0][ok]),
-                             col: vals[0][ok]})
+                             "score": vals[0][ok]})
 
     def recommend(self, user: Any, k: int = 10) -> pd.DataFrame:
         """Top-k items the user has not rated, best first."""
@@ -259,6 +265,44 @@ class AutoencoderRecommender(Estimator):
         """Top-k item indices and scores for a batch of known users (batch scoring)."""
         return self._top(self.score_rows(user_idx), self.seen_[user_idx], k)
 
+    # ------------------------------------------------------------------------------- catalogue
+    def attach_titles(self, items: pd.DataFrame) -> AutoencoderRecommender:
+        """Keep the titles (`item`, `title` columns) of the model's items, saved with it, so that
+        users can search and rate by title without the dataset at hand. Items the model never saw
+        are ignored; a model item without a row has no title."""
+        self.check_fitted()
+        missing = [c for c in ("item", "title") if c not in items.columns]
+        if missing:
+            raise UserError(f"item titles need columns item and title; missing {', '.join(missing)}")
+        idx = self.item_map_.index_array(items["item"].to_numpy(dtype=object))
+        titles: list[str | None] = [None] * len(self.item_map_)
+        for i, title in zip(idx, items["title"]):
+            if i >= 0 and isinstance(title, str) and title.strip():
+                titles[i] = title.strip()
+        if not any(titles):
+            log.warning("none of the %d titles given names an item of the model; keeping no titles", len(items))
+            self.titles_ = None
+        else:
+            self.titles_ = titles
+        return self
+
+    def item_popularity(self) -> np.ndarray:
+        """Ratings per item in training (low ratings included), by item index."""
+        self.check_fitted()
+        return np.bincount(self.seen_.indices, minlength=self.seen_.shape[1]).astype(np.int64)
+
+    def catalog(self) -> Catalog:
+        """The items with titles and popularity. A model saved before titles were kept, but trained
+        on a named dataset, borrows the dataset's titles when its files are present."""
+        self.check_fitted()
+        if getattr(self, "titles_", None) is None and self.dataset_:
+            from recae.datasets import load_items
+
+            items = load_items(self.dataset_)
+            if items is not None:
+                self.attach_titles(items)
+        return Catalog(self.item_map_, self.titles_, self.item_popularity())
+
     # ------------------------------------------------------------------------------ persistence
     def save(self, path: str | Path, metrics: dict[str, Any] | None = None, dataset: str | None = None) -> Path:
         """`dataset`: the named dataset (ml-100k, ml-1m) the ratings came from, recorded so that
@@ -272,7 +316,8 @@ class AutoencoderRecommender(Estimator):
         t = self.train_.tocoo()
         extras = {"user_map": self.user_map_.to_dict(), "item_map": self.item_map_.to_dict(),
                   "global_mean": self.global_mean_, "scale": self.scale_, "dataset": self.dataset_,
-                  "history": self.history_.to_dict(), "shape": list(self.train_.shape)}
+                  "titles": getattr(self, "titles_", None), "history": self.history_.to_dict(),
+                  "shape": list(self.train_.shape)}
         tensors = {"train_row": torch.from_numpy(t.row.astype(np.int64)),
                    "train_col": torch.from_numpy(t.col.astype(np.int64)),
                    "train_val": torch.from_numpy(t.data.astype(np.float32))}
@@ -290,6 +335,9 @@ class AutoencoderRecommender(Estimator):
         self.item_map_ = IdMap.from_dict(ex["item_map"])
         self.global_mean_, self.scale_ = float(ex["global_mean"]), tuple(ex["scale"])
         self.dataset_ = ex.get("dataset")
+        self.titles_ = ex.get("titles")  # absent in models saved before titles were kept
+        if self.titles_ is not None and len(self.titles_) != shape[1]:
+            raise ValueError(f"{len(self.titles_)} titles for {shape[1]} items")
         self.history_ = History.from_dict(ex["history"])
         self.train_ = sp.csr_matrix((t["train_val"].numpy(), (t["train_row"].numpy(), t["train_col"].numpy())),
                                     shape=shape)

@@ -3,12 +3,14 @@
 `score_batch(rec, user_idx, k)` is a pure function of (model, batch of users): any engine can call
 it. `score_all` writes Parquet/CSV through core.jobs.TableWriter (atomic) plus a run manifest. A users
 file's repeated ids are scored once (first place kept); the manifest's input entry records how many
-were dropped (`duplicates_dropped`).
+were dropped (`duplicates_dropped`), and each unknown user is rejected with its 1-based line number
+in the file (its first line, if repeated).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from core.errors import UserError
 from core.jobs.hashing import file_digest
 from core.jobs.manifest import EXIT_OK, EXIT_PARTIAL, RunManifest, manifest_path_for
 from core.jobs.progress import track
-from core.jobs.tables import TableWriter, check_outputs_apart
+from core.jobs.tables import TableWriter, check_outputs_apart, require_file
 from recae.recommender import AutoencoderRecommender
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,13 @@ def score_batch(rec: AutoencoderRecommender, user_idx: np.ndarray, k: int) -> pd
 
 def read_user_list(path: Path) -> list[str]:
     """One user id per line (UTF-8; blank lines and a `user` header skipped), in file order, repeats kept."""
-    if not path.is_file():
-        raise UserError(f"users file {path} does not exist")
+    return [user for _, user in read_user_lines(path)]
+
+
+def read_user_lines(path: Path) -> list[tuple[int, str]]:
+    """(1-based line number, user id) of each user listed, as `read_user_list` reads them: the line
+    numbers let a rejected user be found in the file."""
+    require_file(path, "users file")  # missing, a folder or a named pipe (which would block): one line
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -49,7 +56,9 @@ def read_user_list(path: Path) -> list[str]:
                         f"{line}); save it as UTF-8") from None
     except OSError as exc:
         raise UserError(f"cannot read users file {path}: {exc.strerror}") from None
-    users = [line.strip() for line in text.splitlines() if line.strip() and line.strip() != "user"]
+    # line breaks as editors count them (str.splitlines also breaks at form feeds and the like)
+    users = [(n, line.strip()) for n, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1)
+             if line.strip() and line.strip() != "user"]
     if not users:
         raise UserError(f"users file {path} lists no users")
     return users
@@ -66,18 +75,21 @@ def score_all(model_dir: Path, out: Path, k: int = 20, users_file: Path | None =
     manifest = RunManifest(job="recae score", model_path=str(model_dir), model_hash=directory_hash(model_dir),
                            params={"k": k}, outputs=[str(out)])
     if users_file is not None:
-        listed = read_user_list(users_file)
+        lines = read_user_lines(users_file)
+        listed = [user for _, user in lines]
         found = rec.user_map_.index_array(np.asarray(listed, dtype=object))
         # a user listed twice (also as `7` and `07` of the same int id) is scored once, at its first place
-        first = dict.fromkeys(int(i) if i >= 0 else user for user, i in zip(listed, found))
+        first: dict[int | str, int] = {}  # scored index, or unknown id as written -> first line
+        for (line, user), i in zip(lines, found):
+            first.setdefault(int(i) if i >= 0 else user, line)
         dropped = len(listed) - len(first)
         if dropped:
             log.warning("%s: %d repeated user id(s) dropped, keeping the first of each", users_file, dropped)
         manifest.inputs.append({"path": str(users_file), "sha256": file_digest(users_file), "rows": len(listed),
                                 "duplicates_dropped": dropped})
-        for key in first:
+        for key, line in first.items():
             if isinstance(key, str):
-                manifest.reject(str(users_file), f"unknown user {key}")
+                manifest.reject(str(users_file), f"unknown user {key}", row=line)
         idx = np.asarray([key for key in first if not isinstance(key, str)], dtype=np.int64)
     else:
         idx = np.arange(len(rec.user_map_))

@@ -127,7 +127,7 @@ def test_recommendations_exclude_rated_items_and_learn_tastes(fitted: Autoencode
     rated = set(frame[frame["user"] == 2]["item"])
     recs = fitted.recommend(2, 10)
     assert not rated & set(recs["item"]) and len(recs) == 10
-    assert recs["predicted_rating"].between(1, 5).all()
+    assert list(recs.columns) == ["rank", "item", "score"] and recs["score"].between(1, 5).all()
     pred = fitted.predict([2, 2], [2, 3])  # user 2 (even) likes even items
     assert pred[0] > pred[1]
 
@@ -250,7 +250,7 @@ def test_cli_train_recommend_score_evaluate(tmp_path: Path) -> None:
                                  "--out", str(model), "--device", "cpu", "--quiet"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["recae", "recommend", "--model", str(model), "--user", "2", "-k", "3"])
-    assert result.exit_code == 0 and "predicted_rating" in result.output
+    assert result.exit_code == 0 and "score" in result.output and "predicted_rating" not in result.output
     result = runner.invoke(app, ["recae", "recommend", "--model", str(model), "--rate", "1:5,2:4"])
     assert result.exit_code == 0 and "new user" in result.output
     out = tmp_path / "recs.parquet"
