@@ -124,8 +124,9 @@ def test_each_rejection_reason() -> None:
     for no, text in ((6, "not-a-time"), (7, "12:30"), (8, "today")):
         assert reasons[no] == f"timestamp '{text}' cannot be parsed"
     assert reasons[9] == "empty timestamp"
-    assert reasons[10] == "duplicate timestamp 2024-01-01 00:00:00"
-    assert reasons[11].startswith("out-of-order timestamp 2023-12-31 00:00:00 (not in increasing order")
+    assert reasons[10] == "duplicate timestamp 2024-01-01 00:00:00 repeats line 2 (--duplicates first keeps the first)"
+    assert reasons[11] == ("out-of-order timestamp 2023-12-31 00:00:00 (not in increasing order after "
+                           "2024-01-01 00:00:00 on line 2)")
     assert reasons[12] == "expected 3 fields, got 2"
     with pytest.raises(UserError, match="no column 'v1'"):
         _rows(["timestamp,v0,other", "2024-01-01,1,2"])
@@ -184,7 +185,8 @@ def test_parquet_and_csv_give_the_same_rows(tmp_path: Path) -> None:
         accepted, rejected = CausalIngest(LAYOUT, [0.0, 10.0]).push(rows)
         got.append((accepted, [r.reason for r in split_rejected + rejected]))
     (pq_rows, pq_reasons), (csv_rows, csv_reasons) = got
-    assert pq_reasons == csv_reasons == ["infinite value in v0", f"duplicate timestamp {frame.loc[2, 'timestamp']}"]
+    assert [r.split(" repeats")[0] for r in pq_reasons] == [r.split(" repeats")[0] for r in csv_reasons] == [
+        "infinite value in v0", f"duplicate timestamp {frame.loc[2, 'timestamp']}"]
     assert csv_rows.line_no.tolist() == (pq_rows.line_no + 1).tolist()  # CSV counts its header line
     np.testing.assert_array_equal(pq_rows.values, csv_rows.values)
     np.testing.assert_array_equal(pq_rows.timestamps, csv_rows.timestamps)
@@ -305,3 +307,114 @@ def test_library_paths_agree_on_messy_series(models: dict[str, Path], kinds: lis
         assert table["timestamp"].tolist() == list(stamps)
         np.testing.assert_allclose(table["score"].to_numpy(dtype=float), scores, rtol=1e-6, atol=1e-9,
                                    equal_nan=True)
+
+
+# ------------------------------------------------------------------------------------ the duplicates policy
+DUP_LINES = ["timestamp,v0,v1", "2024-01-01 00:00,1,1", "2024-01-01 00:05,2,2", "2024-01-01 00:05,3,3",  # 4 repeats 3
+             "2024-01-01 00:05,4,4", "2024-01-01 00:10,5,5", "2024-01-01 00:07,6,6",  # 7 is out of order
+             "2024-01-01 00:15,7,7", "2024-01-01 00:15,8,8"]  # 9 repeats 8, at the end
+
+
+def _policy(duplicates: str, cuts: list[int]) -> tuple[list[int], list[float], list[tuple[int, str, str]]]:
+    """DUP_LINES through a CausalIngest cut into pieces (its state through JSON), then flushed."""
+    items = _rows(DUP_LINES)
+    bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(items))), len(items)]
+    state, lines, values, rejected = None, [], [], []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        ingest = CausalIngest(LAYOUT, (0.0, 0.0), duplicates)
+        if state is not None:
+            ingest.restore(json.loads(state))
+        piece = items[lo:hi]
+        accepted, bad = ingest.push(Rows.from_cells(LAYOUT, [n for n, _ in piece], [g for _, g in piece]))
+        lines += accepted.line_no.tolist()
+        values += accepted.values[:, 0].tolist()
+        rejected += [(r.line_no, r.kind, r.reason) for r in bad]
+        state = json.dumps(ingest.state())
+    tail = ingest.flush()
+    return lines + tail.line_no.tolist(), values + tail.values[:, 0].tolist(), sorted(rejected)
+
+
+@pytest.mark.parametrize("duplicates,kept", [("first", [2, 3, 6, 8]), ("last", [2, 5, 6, 9]), ("drop", [2, 6])])
+def test_duplicates_policies_keep_the_same_rows_whole_chunked_and_one_at_a_time(duplicates: str,
+                                                                                 kept: list[int]) -> None:
+    whole = _policy(duplicates, [])
+    assert whole[0] == kept
+    assert whole[1] == [float(no - 1) for no in kept]
+    for cuts in ([3], [1, 4, 6], list(range(8))):
+        assert _policy(duplicates, cuts) == whole
+    reasons = {no: (kind, reason) for no, kind, reason in whole[2]}
+    assert reasons[7] == ("bad", "out-of-order timestamp 2024-01-01 00:07:00 (not in increasing order after "
+                                 "2024-01-01 00:10:00 on line 6)")
+    left_out = sorted(set(range(2, 10)) - set(kept) - {7})
+    assert sorted(no for no, kind, _ in whole[2] if kind == "repeat") == left_out
+    if duplicates == "first":
+        assert reasons[4][1] == ("duplicate timestamp 2024-01-01 00:05:00 repeats line 3 "
+                                 "(--duplicates first keeps the first)")
+    if duplicates == "last":
+        assert reasons[3][1] == ("duplicate timestamp 2024-01-01 00:05:00: line 4 repeats it and replaces it "
+                                 "(--duplicates last)")
+
+
+def test_duplicates_error_refuses_naming_both_lines() -> None:
+    items = _rows(DUP_LINES)
+    with pytest.raises(UserError, match=r"line 4: timestamp 2024-01-01 00:05:00 repeats line 3 \(--duplicates error"):
+        CausalIngest(LAYOUT, duplicates="error").push(Rows.from_cells(LAYOUT, [n for n, _ in items],
+                                                                       [g for _, g in items]))
+    with pytest.raises(UserError, match="unknown duplicates policy 'latest'"):
+        CausalIngest(LAYOUT, duplicates="latest")
+
+
+def test_cli_duplicates_on_every_reader(models: dict[str, Path], tmp_path: Path, flat) -> None:  # noqa: ANN001
+    data = tmp_path / "dup.csv"
+    data.write_text("\n".join(messy_lines(["ok"] * 12 + ["dup"] + ["ok"] * 12)) + "\n")  # line 14 repeats line 13
+    model = models["plain"]
+    for duplicates, rows, code in (("first", 24, 3), ("last", 24, 3), ("drop", 23, 3)):
+        out = tmp_path / f"{duplicates}.csv"
+        result = runner.invoke(app, ["tsad", "detect", "--model", str(model), "--data", str(data), "--out", str(out),
+                                     "--duplicates", duplicates, "--device", "cpu"])
+        assert result.exit_code == code, result.output
+        assert len(pd.read_csv(out)) == rows
+    result = runner.invoke(app, ["tsad", "detect", "--model", str(model), "--data", str(data), "--out",
+                                 str(tmp_path / "e.csv"), "--duplicates", "error", "--device", "cpu"])
+    assert result.exit_code == 2 and "line 14: timestamp 2024-01-01 00:55:00 repeats line 13" in flat(result.output)
+    result = runner.invoke(app, ["tsad", "score", "--model", str(model), "--input", str(data), "--out",
+                                 str(tmp_path / "s.parquet"), "--duplicates", "last", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 3, result.output
+    manifest = json.loads((tmp_path / "s.parquet.manifest.json").read_text())
+    assert [(r["row"], r["reason"]) for r in manifest["rejected"]] == [
+        (13, "duplicate timestamp 2024-01-01 00:55:00: line 14 repeats it and replaces it (--duplicates last)")]
+    assert manifest["params"]["duplicates"] == "last"
+    train = [str(data), "--window", "8", "--epochs", "1", "--device", "cpu", "--quiet"]
+    result = runner.invoke(app, ["tsad", "train", "--data", *train, "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["tsad", "train", "--data", *train, "--out", str(tmp_path / "m2"),
+                                 "--duplicates", "error"])
+    assert result.exit_code == 2 and "dup.csv: line 14: timestamp 2024-01-01 00:55:00 repeats line 13" in \
+        flat(result.output)
+    assert "--duplicates" in runner.invoke(app, ["tsad", "evaluate", "--help"]).output
+
+
+def test_nab_daylight_saving_repeats(data_dir: Path, tmp_path: Path, flat) -> None:  # noqa: ANN001
+    source = data_dir / "nab" / "data" / "realKnownCause" / "ec2_request_latency_system_failure.csv"
+    if not source.is_file():
+        pytest.skip(f"{source} is not there")
+    lines = source.read_text().splitlines()
+    # lines 558-569 all say 2014-03-09 03:00:00 (the skipped daylight-saving hour); keep 100 lines around them
+    assert lines[557].startswith("2014-03-09 03:00:00") and lines[568].startswith("2014-03-09 03:00:00")
+    part = tmp_path / "ec2.csv"
+    part.write_text("\n".join([lines[0], *lines[499:599]]) + "\n")  # file line 558 is now line 60
+    args = ["--window", "8", "--epochs", "1", "--device", "cpu"]
+    refused = runner.invoke(app, ["tsad", "train", "--data", str(part), "--out", str(tmp_path / "m0"), *args,
+                                  "--duplicates", "error"])
+    assert refused.exit_code == 2
+    assert "line 61: timestamp 2014-03-09 03:00:00 repeats line 60" in flat(refused.output)
+    trained = runner.invoke(app, ["tsad", "train", "--data", str(part), "--out", str(tmp_path / "m"), *args])
+    assert trained.exit_code == 0, trained.output
+    assert "trained on 89 rows" in trained.output  # 100 rows, 11 repeats left out (the first kept)
+    for duplicates, kept_line in (("first", 60), ("last", 71)):
+        out = tmp_path / f"{duplicates}.csv"
+        result = runner.invoke(app, ["tsad", "detect", "--model", str(tmp_path / "m"), "--data", str(part), "--out",
+                                     str(out), "--duplicates", duplicates, "--device", "cpu"])
+        assert result.exit_code == 3 and "11 row(s) rejected" in result.output
+        at_three = pd.read_csv(out).query("timestamp == '2014-03-09 03:00:00'")
+        assert at_three["value"].tolist() == [float(lines[kept_line + 497].split(",")[1])]  # line L: file line L + 498

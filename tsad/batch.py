@@ -9,11 +9,34 @@ reading gets the causal gap fill: the channel's last value, or its training mean
 channel's first reading. Each batch of rows is scored after the last `context_rows` filled rows of
 its series (`score_after`), so memory depends on the chunk size, not the input size. Offline
 `detect` interpolates gaps instead (the batch form), since it reads the whole series anyway.
+Repeated timestamps follow the duplicates policy of tsad.ingest (`--duplicates`, default first).
+
+Scheduled scoring with memory (`score --state DIR`). Without a state each run starts its series
+from nothing, so the first `window − 1` rows (+ `smooth − 1`) of every run get no score, and a run
+shorter than that (hourly files of 12 rows, a window of 288) scores nothing. With a state, each
+series' scorer is saved after the run and restored by the next one: the causal ingest (last
+timestamp and line, each channel's last value, a row held back by `--duplicates last|drop`) and
+the last `context_rows` filled rows. Run N+1 then scores its first rows with run N's history, and
+running one file per run gives the scores of one run over the files joined together.
+- Series key: `--series-col` values when a file holds several series, else `--series NAME`
+  (default "default"): one state series per run, all inputs of the run being consecutive parts of
+  it in the order given (folders and globs in sorted order). Keys are explicit rather than derived
+  from file names, because scheduled files are usually named by date and would each become a
+  series of their own.
+- Layout: DIR holds one `state.json` (version, the model's directory hash, window, channels, each
+  series' scorer), written with core.jobs.atomic.atomic_dir after the output was committed, so a
+  failed run leaves the old state, and the state never runs ahead of the outputs. A state written
+  with another model is refused (its scores would not continue the same series).
+- Rows at or before a series' last timestamp when the run started were scored by an earlier run:
+  they are skipped and counted as `already_scored` (not rejected: re-reading yesterday's files with
+  the same glob is normal for a scheduler). A held-back row (`last`/`drop`) is passed on at the end
+  of each file, so a repeat in the next file cannot replace it and is left out.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,18 +48,37 @@ import pandas as pd
 
 from core.artifact import directory_hash
 from core.errors import UserError
+from core.jobs.atomic import atomic_dir
 from core.jobs.hashing import file_digest
 from core.jobs.manifest import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, RunManifest, is_up_to_date, manifest_path_for
 from core.jobs.progress import track
 from core.jobs.tables import TableWriter, check_outputs_apart, expand_inputs
 from tsad.datasets import Series
 from tsad.detector import Scores, WindowDetector
-from tsad.ingest import Accepted, CausalIngest, Layout, Rejected, Rows, RowScreen, describe, fill_gaps, read_rows
+from tsad.ingest import (
+    DEFAULT_DUPLICATES,
+    SEEN,
+    Accepted,
+    CausalIngest,
+    GapCounts,
+    Layout,
+    Rejected,
+    Rows,
+    RowScreen,
+    check_duplicates,
+    describe,
+    fill_gaps,
+    read_rows,
+)
 
 log = logging.getLogger(__name__)
 
 MODES = ("causal", "offline")
-SCORE_PARAMS_VERSION = 2  # 2: rows through tsad.ingest (the causal gap fill starts at the training mean)
+# 2: rows through tsad.ingest (the causal gap fill starts at the training mean); 3: --duplicates
+SCORE_PARAMS_VERSION = 3
+STATE_VERSION = 1
+STATE_FILE = "state.json"
+DEFAULT_SERIES = "default"
 
 
 # ------------------------------------------------------------------------------------ the model's side
@@ -49,8 +91,9 @@ def model_layout(det: WindowDetector, key_col: str | None = None) -> Layout:
     return Layout(list(det.channel_names_), det.time_col_ or None, key_col)
 
 
-def causal_ingest(det: WindowDetector, key_col: str | None = None) -> CausalIngest:
-    return CausalIngest(model_layout(det, key_col), start_values(det))
+def causal_ingest(det: WindowDetector, key_col: str | None = None, duplicates: str = DEFAULT_DUPLICATES,
+                  source: str = "input") -> CausalIngest:
+    return CausalIngest(model_layout(det, key_col), start_values(det), duplicates, source)
 
 
 def score_after(det: WindowDetector, context: np.ndarray, values: np.ndarray) -> tuple[Scores, np.ndarray]:
@@ -65,19 +108,93 @@ def score_after(det: WindowDetector, context: np.ndarray, values: np.ndarray) ->
 
 
 class CausalScorer:
-    """One series scored causally, a batch of raw rows at a time: its ingest state and scoring context."""
+    """One series scored causally, a batch of raw rows at a time: its ingest state and scoring
+    context, both plain JSON (`state`/`restore`), so a later run can go on where this one stopped."""
 
-    def __init__(self, det: WindowDetector, key_col: str | None = None) -> None:
+    def __init__(self, det: WindowDetector, key_col: str | None = None, duplicates: str = DEFAULT_DUPLICATES,
+                 source: str = "input") -> None:
         self.det = det
-        self.ingest = causal_ingest(det, key_col)
+        self.ingest = causal_ingest(det, key_col, duplicates, source)
         self.context = np.empty((0, len(det.channel_names_)))
+        self.history = 0  # rows accepted by this series so far, earlier runs included
 
     def push(self, rows: Rows) -> tuple[Accepted, Scores | None, list[Rejected]]:
-        accepted, rejected = self.ingest.push(rows)
+        """Screen, fill and score a batch; on a bad input (UserError) the scorer is left as it was, so
+        a saved state never runs ahead of the rows written."""
+        before = (self.ingest.state(), self.context, self.history)
+        try:
+            accepted, rejected = self.ingest.push(rows)
+            return accepted, self._score(accepted), rejected
+        except UserError:
+            self.ingest.restore(before[0])
+            self.context, self.history = before[1], before[2]
+            raise
+
+    def flush(self) -> tuple[Accepted, Scores | None]:
+        """The end of an input: score the row held back by `--duplicates last|drop`, if any."""
+        accepted = self.ingest.flush()
+        return accepted, self._score(accepted)
+
+    def _score(self, accepted: Accepted) -> Scores | None:
         if not len(accepted):
-            return accepted, None, rejected
+            return None
         scores, self.context = score_after(self.det, self.context, accepted.values)
-        return accepted, scores, rejected
+        self.history += len(accepted)
+        return scores
+
+    def state(self) -> dict[str, Any]:
+        return {"ingest": self.ingest.state(), "context": self.context.tolist(), "history": self.history}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.ingest.restore(state["ingest"])
+        context = np.asarray(state["context"], dtype=float)
+        self.context = context.reshape(len(context), len(self.det.channel_names_))
+        self.history = int(state.get("history", len(context)))
+        self.ingest.resume()
+        self.ingest.counts = GapCounts()  # the manifest counts this run's fills
+
+
+class ScoreState:
+    """`score --state DIR`: every series' CausalScorer state between runs (see the module docstring)."""
+
+    def __init__(self, path: Path, det: WindowDetector, model_hash: str, duplicates: str) -> None:
+        self.path, self.det, self.model_hash, self.duplicates = Path(path), det, model_hash, duplicates
+        self.saved: dict[str, dict[str, Any]] = {}
+        file = self.path / STATE_FILE
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--state {self.path} is a file; give a directory (it holds {STATE_FILE})")
+        if self.path.is_dir() and not file.is_file():
+            if any(self.path.iterdir()):
+                raise UserError(f"--state {self.path} is a directory without {STATE_FILE}; give an empty or new "
+                                f"directory (the state replaces its contents)")
+            return
+        if not file.is_file():
+            return
+        try:
+            raw = json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"state {file} is unreadable: {exc}") from None
+        if raw.get("version") != STATE_VERSION:
+            raise UserError(f"state {file} has version {raw.get('version')}, expected {STATE_VERSION}")
+        if raw.get("model_hash") != model_hash:
+            raise UserError(f"state {self.path} was written with another model ({raw.get('model_path')}, hash "
+                            f"{str(raw.get('model_hash'))[:12]}); its history does not continue this model's "
+                            f"series: use a new --state directory")
+        self.saved = raw.get("series", {})
+
+    def scorer(self, key: str, key_col: str | None, source: str) -> CausalScorer:
+        scorer = CausalScorer(self.det, key_col, self.duplicates, source)
+        if key in self.saved:
+            scorer.restore(self.saved[key])
+        return scorer
+
+    def save(self, scorers: dict[str, CausalScorer], model_path: str) -> None:
+        series = {**self.saved, **{key: s.state() for key, s in scorers.items()}}
+        doc = {"version": STATE_VERSION, "model_path": model_path, "model_hash": self.model_hash,
+               "window": self.det.window, "context_rows": self.det.context_rows,
+               "channels": list(self.det.channel_names_), "series": series}
+        with atomic_dir(self.path) as tmp:
+            (tmp / STATE_FILE).write_text(json.dumps(doc))
 
 
 # -------------------------------------------------------------------------------------------- tables
@@ -97,7 +214,7 @@ def scores_frame(series: Series, result: Scores, contributions: bool = True) -> 
     for i, name in enumerate(series.channels):
         frame[name] = series.values[:, i]
     frame["score"] = result.score
-    frame["score_prob"] = result.score_prob
+    frame["score_prob"] = np.where(np.isfinite(result.score), result.score_prob, np.nan)  # empty like the score
     frame["is_anomaly"] = result.is_anomaly
     if contributions and len(series.channels) > 1:
         for i, name in enumerate(series.channels):
@@ -113,18 +230,21 @@ class Detection:
     rejected: list[Rejected]
 
 
-def detect_file(det: WindowDetector, path: str | Path, mode: str = "causal") -> Detection:
+def detect_file(det: WindowDetector, path: str | Path, mode: str = "causal",
+                duplicates: str = DEFAULT_DUPLICATES) -> Detection:
     """Score one whole file: causal (the same rows and scores as `score` and the monitor) or offline
     (every window covering a row; gaps interpolated). Rejected rows are returned, not scored."""
     if mode not in MODES:
         raise UserError(f"unknown mode {mode!r}; choose {' or '.join(MODES)}")
     layout = model_layout(det)
-    screen: CausalIngest | RowScreen = causal_ingest(det) if mode == "causal" else RowScreen(layout)
+    screen: CausalIngest | RowScreen = (causal_ingest(det, None, duplicates, str(path)) if mode == "causal"
+                                        else RowScreen(layout, duplicates=duplicates, source=str(path)))
     parts, rejected = [], []
     for rows, split_rejected in read_rows(path, layout, chunk_rows=None):
         accepted, bad = screen.push(rows)
         parts.append(accepted)
         rejected += split_rejected + bad
+    parts.append(screen.flush())
     rejected.sort(key=lambda r: r.line_no)
     accepted = Accepted.concat(parts, len(layout.channels), layout.time_col is not None)
     if not len(accepted):
@@ -135,80 +255,171 @@ def detect_file(det: WindowDetector, path: str | Path, mode: str = "causal") -> 
     else:
         accepted.values, _ = fill_gaps(accepted.values)
     series = accepted_series(det, accepted, Path(path).name)
-    return Detection(series, det.score(series.values, mode=mode), rejected)
+    scores = det.score(series.values, mode=mode)
+    if len(series) < det.window:
+        log.warning("%s: %d row(s), fewer than the window (%d): no row can be scored", path, len(series), det.window)
+    return Detection(series, scores, rejected)
 
 
 # --------------------------------------------------------------------------------------------- score
+@dataclass
+class ScoreOptions:
+    """The options of a `score` run that change what it writes (all but where it writes)."""
+
+    series_col: str | None = None
+    chunk_rows: int = 100_000
+    duplicates: str = DEFAULT_DUPLICATES
+    state: Path | None = None
+    series: str = DEFAULT_SERIES
+
+    def params(self) -> dict[str, Any]:
+        """What `--skip-existing` compares (chunking changes no result, so it is left out)."""
+        return {"series_col": self.series_col, "mode": "causal", "ingest": SCORE_PARAMS_VERSION,
+                "duplicates": self.duplicates,
+                **({"state": str(self.state), "series": self.series} if self.state is not None else {})}
+
+
 def _params(series_col: str | None) -> dict[str, Any]:
-    return {"series_col": series_col, "mode": "causal", "ingest": SCORE_PARAMS_VERSION}
+    return ScoreOptions(series_col).params()
 
 
 def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col: str | None = None,
-                 chunk_rows: int = 100_000, device: str = "auto", progress: bool = False) -> RunManifest:
-    """Score every input file into `out`; the returned manifest lists inputs, counts and rejections."""
+                 chunk_rows: int = 100_000, device: str = "auto", progress: bool = False,
+                 options: ScoreOptions | None = None) -> RunManifest:
+    """Score every input file into `out`; the returned manifest lists inputs, counts and rejections.
+    `options` (when given) replaces `series_col` and `chunk_rows`. Each input entry counts its rows
+    (`rows` read, `rejected`, `already_scored`, `scored`: with a score, `unscored`: kept but short of
+    window history) and says why rows were not scored (`note`)."""
+    opts = options or ScoreOptions(series_col, chunk_rows)
+    check_duplicates(opts.duplicates)
     det = WindowDetector.load(model_dir, device=device)
     files = expand_inputs(inputs)
     if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise UserError("--out must end in .parquet or .csv")
-    check_outputs_apart([out, manifest_path_for(out)], list(files))
-    if chunk_rows < det.window:
+    check_outputs_apart([out, manifest_path_for(out), *([opts.state] if opts.state else [])], list(files))
+    if opts.chunk_rows < det.window:
         raise UserError(f"--chunk-rows must be at least the window ({det.window})")
-    manifest = RunManifest(job="tsad score", model_path=str(model_dir), model_hash=directory_hash(model_dir),
-                           params=_params(series_col), outputs=[str(out)])
+    model_hash = directory_hash(model_dir)
+    state = ScoreState(opts.state, det, model_hash, opts.duplicates) if opts.state is not None else None
+    manifest = RunManifest(job="tsad score", model_path=str(model_dir), model_hash=model_hash,
+                           params=opts.params(), outputs=[str(out), *([str(opts.state)] if opts.state else [])])
+    kept: dict[str, CausalScorer] = {}  # with a state: every series of the run, saved at the end
     with TableWriter(out) as writer:
         for path in track(files, "scoring files", progress):
-            entry: dict[str, Any] = {"path": str(path), "sha256": file_digest(path), "rows": 0, "rejected": 0}
+            entry: dict[str, Any] = {"path": str(path), "sha256": file_digest(path), "rows": 0, "rejected": 0,
+                                     "already_scored": 0, "scored": 0, "unscored": 0}
             manifest.inputs.append(entry)
+            scorers: dict[Any, CausalScorer] = {}
             try:
-                for frame in _score_file(det, path, series_col, chunk_rows, manifest, entry):
+                for frame in _score_file(det, path, opts, manifest, entry, scorers, state, kept):
                     writer.write(frame)
             except UserError as exc:
                 manifest.reject(str(path), str(exc))
                 entry["rejected"] = "file"
                 log.warning("rejected %s: %s", path, exc)
+            _explain(det, entry, scorers, state is not None)
+    if state is not None:  # only now: the output is committed; a failure above leaves the old state
+        state.save(kept, str(model_dir))
     manifest.rows_in = sum(e["rows"] for e in manifest.inputs)
     manifest.rows_out = writer.rows
     return manifest
 
 
-def _score_file(det: WindowDetector, path: Path, series_col: str | None, chunk_rows: int, manifest: RunManifest,
-                entry: dict[str, Any]) -> Iterator[pd.DataFrame]:
-    scorers: dict[Any, CausalScorer] = {}
-    for rows, rejected in read_rows(path, model_layout(det, series_col), chunk_rows):
+def _score_file(det: WindowDetector, path: Path, opts: ScoreOptions, manifest: RunManifest,
+                entry: dict[str, Any], scorers: dict[Any, CausalScorer], state: ScoreState | None,
+                kept: dict[str, CausalScorer]) -> Iterator[pd.DataFrame]:
+    series_col = opts.series_col
+
+    def scorer_for(key: Any) -> CausalScorer:
+        if key not in scorers:
+            if state is None:
+                scorers[key] = CausalScorer(det, series_col, opts.duplicates, str(path))
+            else:  # one scorer per series for the whole run, restored from the state
+                name = str(key) if series_col else opts.series
+                if name not in kept:
+                    kept[name] = state.scorer(name, series_col, str(path))
+                scorers[key] = kept[name]
+                scorers[key].ingest.screen.source = str(path)
+        return scorers[key]
+
+    def table(key: Any, accepted: Accepted, scores: Scores) -> pd.DataFrame:
+        entry["scored"] += int(np.isfinite(scores.score).sum())
+        entry["unscored"] += int((~np.isfinite(scores.score)).sum())
+        frame = scores_frame(accepted_series(det, accepted, str(path)), scores, contributions=False)
+        frame.insert(0, "source", str(path))
+        if series_col:
+            frame.insert(1, "series", key)
+        return frame
+
+    for rows, rejected in read_rows(path, model_layout(det, series_col), opts.chunk_rows):
         entry["rows"] += len(rows) + len(rejected)
         codes, keys = pd.factorize(rows.keys if series_col else np.zeros(len(rows)), use_na_sentinel=False)
         for code, key in enumerate(keys):
-            scorer = scorers.setdefault(key, CausalScorer(det, series_col))
-            accepted, scores, bad = scorer.push(rows.take(np.flatnonzero(codes == code)))
+            accepted, scores, bad = scorer_for(key).push(rows.take(np.flatnonzero(codes == code)))
             rejected += bad
             if scores is not None:
-                frame = scores_frame(accepted_series(det, accepted, str(path)), scores, contributions=False)
-                frame.insert(0, "source", str(path))
-                if series_col:
-                    frame.insert(1, "series", key)
-                yield frame
-        for r in sorted(rejected, key=lambda r: r.line_no):
-            manifest.reject(str(path), r.reason, r.line_no)
-        entry["rejected"] += len(rejected)
-        entry["gaps"] = {"missing": sum(s.ingest.counts.missing for s in scorers.values()),
-                         "filled_start": sum(s.ingest.counts.filled_start for s in scorers.values())}
+                yield table(key, accepted, scores)
+        _record(manifest, path, entry, rejected)
+    for key, scorer in scorers.items():  # the end of the file: rows held back by --duplicates last|drop
+        accepted, scores = scorer.flush()
+        if scores is not None:
+            yield table(key, accepted, scores)
+    entry["gaps"] = {"missing": sum(s.ingest.counts.missing for s in scorers.values()),
+                     "filled_start": sum(s.ingest.counts.filled_start for s in scorers.values())}
+
+
+def _record(manifest: RunManifest, path: Path, entry: dict[str, Any], rejected: list[Rejected]) -> None:
+    """Rejected rows into the manifest; rows an earlier run scored are only counted."""
+    seen = [r for r in rejected if r.kind == SEEN]
+    for r in sorted((r for r in rejected if r.kind != SEEN), key=lambda r: r.line_no):
+        manifest.reject(str(path), r.reason, r.line_no)
+    entry["rejected"] += len(rejected) - len(seen)
+    entry["already_scored"] += len(seen)
+
+
+def _explain(det: WindowDetector, entry: dict[str, Any], scorers: dict[Any, CausalScorer], stateful: bool) -> None:
+    """Why rows of this input have no score: `entry["note"]`, and a warning when nothing carries
+    the history to the next run."""
+    notes = []
+    if entry["unscored"]:
+        need = det.context_rows + 1
+        how = ("the series' history, earlier runs included, is still shorter" if stateful else
+               "use --state to carry context between runs")
+        notes.append(f"{entry['unscored']} need window history ({need} rows: window {det.window}"
+                     + (f", smooth {det.config.scoring.smooth}" if det.config.scoring.smooth > 1 else "")
+                     + f") — {how}")
+    if entry["rejected"]:
+        notes.append(f"{entry['rejected']} rejected (see the manifest's rejected list)")
+    if entry["already_scored"]:
+        notes.append(f"{entry['already_scored']} already scored by an earlier run (at or before the state's last "
+                     f"timestamp)")
+    if notes:
+        entry["note"] = "; ".join(notes)
+    short = [s for s in scorers.values() if s.history <= det.context_rows]
+    if short and not stateful:
+        log.warning("%s: %d row(s), fewer than the %d a score needs (window %d): %s", entry["path"],
+                    sum(s.history for s in short), det.context_rows + 1, det.window,
+                    "no row of it can be scored; use --state DIR to carry context between runs")
 
 
 def score_job(model_dir: Path, inputs: str | list[str], out: Path, series_col: str | None = None,
               chunk_rows: int = 100_000, manifest_path: Path | None = None, skip_existing: bool = False,
-              device: str = "auto", progress: bool = False) -> tuple[RunManifest | None, Path]:
+              device: str = "auto", progress: bool = False,
+              options: ScoreOptions | None = None) -> tuple[RunManifest | None, Path]:
     """`ae tsad score` as a library call: score, finish and write the manifest (status and exit code
     0 ok, 3 partial: some inputs or rows rejected). Returns (None, manifest path) when `skip_existing`
     finds the same model, inputs and options already produced `out`. A bad argument or input raises
-    UserError and writes nothing; any other failure writes a failed manifest and re-raises."""
+    UserError and writes nothing; any other failure writes a failed manifest and re-raises (and
+    leaves a `--state` as it was)."""
+    opts = options or ScoreOptions(series_col, chunk_rows)
     manifest_path = Path(manifest_path) if manifest_path else manifest_path_for(out)
-    params = _params(series_col)
+    params = opts.params()
     if skip_existing:
         fingerprints = [{"path": str(p), "sha256": file_digest(p)} for p in expand_inputs(inputs)]
         if is_up_to_date(manifest_path, directory_hash(model_dir), fingerprints, params):
             return None, manifest_path
     try:
-        manifest = score_inputs(model_dir, inputs, out, series_col, chunk_rows, device=device, progress=progress)
+        manifest = score_inputs(model_dir, inputs, out, device=device, progress=progress, options=opts)
     except UserError:
         raise
     except Exception as exc:  # a real failure: record it so a scheduler can see why

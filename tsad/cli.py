@@ -22,6 +22,7 @@ from core.jobs.cli_support import (
     setup_logging,
 )
 from tsad.config import BENCHMARKS, THRESHOLD_RULES, DetectorConfig, preset
+from tsad.ingest import DEFAULT_DUPLICATES, DUPLICATES
 from tsad.variants import VARIANTS
 
 app = typer.Typer(help="Sliding-window autoencoder anomaly detector for time series.", no_args_is_help=True)
@@ -30,6 +31,15 @@ TimeColOpt = Annotated[str | None, typer.Option("--time-col", help="Timestamp co
                                                 "timestamp/datetime/time/date, or none).")]
 ValueColsOpt = Annotated[str | None, typer.Option("--value-cols", help="Comma-separated numeric columns "
                                                   "(default: every numeric column).")]
+
+
+DuplicatesChoice = choice_enum("DuplicatesChoice", DUPLICATES)
+# shared by every command that reads timestamped rows (the monitor too): one policy, one default
+DuplicatesOpt = Annotated[DuplicatesChoice, typer.Option(
+    "--duplicates", help="Rows that repeat a timestamp: first keeps the first (default: causal, so a row is final "
+    "when it arrives and batch, stream and resumed runs agree), last keeps the last (held back until a later "
+    "timestamp arrives), drop keeps none, error refuses the input. Rows left out are listed with their line and "
+    "the line they repeat.")]
 
 
 ModelChoice = choice_enum("ModelChoice", VARIANTS)
@@ -45,6 +55,21 @@ def _value(choice: Enum | str | None) -> str | None:
 
 def _cols(value_cols: str | None) -> list[str] | None:
     return [c.strip() for c in value_cols.split(",") if c.strip()] if value_cols else None
+
+
+def _load(data: Path, time_col: str | None, value_cols: list[str] | None, duplicates: str,
+          label_col: str | None = None):  # noqa: ANN202 - a tsad.datasets.Series (imported lazily)
+    """A whole table as a Series (training data, a labelled file), the duplicates policy applied first."""
+    from core.jobs.tables import read_table
+    from tsad.datasets import TIME_NAMES, frame_to_series
+    from tsad.ingest import resolve_repeats
+
+    frame = read_table(data, "data file")
+    when = time_col or next((c for c in frame.columns if str(c).strip().lower() in TIME_NAMES), None)
+    if when in frame.columns:
+        csv = data.suffix.lower() not in (".parquet", ".pq")
+        frame = resolve_repeats(frame, when, duplicates, data.name, 2 if csv else 1, "line" if csv else "row")
+    return frame_to_series(frame, data.name, time_col, value_cols, label_col)
 
 
 @app.command()
@@ -64,6 +89,7 @@ def train(
                                                        "percentile, contamination or pot (extreme value).")] = "max",
     smooth: Annotated[int, typer.Option("--smooth", help="Average each score over the last N rows (causal): "
                                         "favours lasting deviations over one-row spikes.")] = 1,
+    duplicates: DuplicatesOpt = DEFAULT_DUPLICATES,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -73,7 +99,6 @@ def train(
 
     Example: ae tsad train --data art_daily_small_noise.csv --window 288 --out models/daily
     """
-    from tsad.datasets import load_table
     from tsad.detector import WindowDetector
 
     setup_logging(quiet, verbose)
@@ -81,7 +106,7 @@ def train(
         "network.kind": _value(model), "network.denoise": _value(denoise), "training.epochs": epochs,
         "threshold.rule": _value(threshold), "scoring.smooth": smooth})
     config.validate()  # before reading the data
-    series = load_table(data, time_col, _cols(value_cols))
+    series = _load(data, time_col, _cols(value_cols), _value(duplicates))
     det = WindowDetector(config, seed=seed, device=device, progress=not quiet)
     det.fit(series, time_col=time_col or (series.timestamps.name if series.timestamps is not None else None))
     det.save(out, metrics={"train": det.train_stats_})
@@ -98,6 +123,7 @@ def detect(
     plot: Annotated[Path | None, typer.Option("--plot", help="Also write a PNG of series, score and alerts.")] = None,
     mode: Annotated[str, typer.Option("--mode", help="causal (uses only the past; as a live monitor would) or "
                                       "offline (every window covering a point).")] = "causal",
+    duplicates: DuplicatesOpt = DEFAULT_DUPLICATES,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -120,7 +146,7 @@ def detect(
     set_threads(threads)
     det = WindowDetector.load(model, device=device)
     check_outputs_apart([out, plot], [data])
-    found = detect_file(det, data, mode)
+    found = detect_file(det, data, mode, _value(duplicates))
     if plot is not None:
         from tsad.plots import plot_scores
 
@@ -148,6 +174,10 @@ def evaluate(
     window: Annotated[int | None, typer.Option("--window", help="Window length (default per benchmark).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per file (default per benchmark).")] = None,
     model: Annotated[ModelChoice, typer.Option("--model", help="Network variant: " + _VARIANT_HELP + ".")] = "conv",
+    duplicates: Annotated[DuplicatesChoice, typer.Option(
+        "--duplicates", help="With --data: rows that repeat a timestamp (first, last, drop or error; see `train "
+        "--help`). Benchmarks keep their rows as published, so their labels and scores line up.")
+    ] = DEFAULT_DUPLICATES,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -157,7 +187,6 @@ def evaluate(
     Example: ae tsad evaluate --benchmark nab --out nab_scores --json nab.json
     """
     from tsad import evaluate as E
-    from tsad.datasets import load_table
 
     setup_logging(quiet)
     if (benchmark is None) == (data is None):
@@ -170,7 +199,7 @@ def evaluate(
     if benchmark is not None:
         result = E.run_benchmark(name, config, seed=seed, device=device, out=out, limit=limit, progress=not quiet)
     else:
-        series = load_table(data, label_col=labels)
+        series = _load(data, None, None, _value(duplicates), label_col=labels)
         if series.labels is None:
             raise UserError(f"{data}: no label column {labels!r}")
         result = E.evaluate_labelled_file(series, train_rows, config, seed=seed, device=device)
@@ -233,6 +262,14 @@ def score(
     out: Annotated[Path, typer.Option("--out", help="Output: .parquet or .csv (written atomically).")],
     series_col: Annotated[str | None, typer.Option("--series-col", help="Column that names the series when a "
                                                    "file holds several.")] = None,
+    state: Annotated[Path | None, typer.Option("--state", help="Directory that carries each series' history "
+                                               "(last rows, last timestamp, gap-fill values) from run to run, so "
+                                               "a run's first rows are scored too and small scheduled files are "
+                                               "scored fully; advanced only after --out is written.")] = None,
+    series: Annotated[str, typer.Option("--series", help="With --state and no --series-col: the name the "
+                                        "run's rows are kept under in the state (all inputs of a run continue "
+                                        "that one series, in order).")] = "default",
+    duplicates: DuplicatesOpt = DEFAULT_DUPLICATES,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows read at a time (bounds memory).")] = 100_000,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Do nothing if the same model, inputs and "
                                                 "options already produced --out.")] = False,
@@ -245,21 +282,48 @@ def score(
     """Scheduled batch scoring with a run manifest. Exit codes: 0 all scored, 1 failed, 2 bad arguments,
     3 finished but some inputs or rows were rejected (listed in the manifest).
 
-    Example (cron, hourly):
-    0 * * * * ae tsad score --model /models/daily --input '/data/in/*.csv' --out /data/scores.parquet --skip-existing
+    Rows with too little history (the window) are written without a score; the summary and the
+    manifest say how many and why. With --state the history carries over: rows at or before a
+    series' last scored timestamp are skipped as already scored (counted, not rejected).
+
+    Example (cron, hourly; files of earlier hours are skipped as already scored):
+    0 * * * * ae tsad score --model /models/daily --input '/data/in/*.csv' --out /data/scores.parquet
+    --state /data/score.state
     """
     from core.device import set_threads
-    from tsad.batch import score_job
+    from tsad.batch import ScoreOptions, score_job
 
     setup_logging(quiet)
     set_threads(threads)
-    result, manifest_path = score_job(model, inputs, out, series_col, chunk_rows, manifest, skip_existing,
-                                      device=device, progress=not quiet)
+    options = ScoreOptions(series_col, chunk_rows, _value(duplicates), state, series)
+    result, manifest_path = score_job(model, inputs, out, manifest_path=manifest, skip_existing=skip_existing,
+                                      device=device, progress=not quiet, options=options)
     if result is None:
         typer.echo(f"{out} is up to date; nothing to do")
         return
-    typer.echo(f"scored {result.rows_out} of {result.rows_in} rows from {len(result.inputs)} file(s) in "
-               f"{result.duration_s:.2f} s; wrote {out} and {manifest_path}")
+    typer.echo(f"{_score_summary(result)} in {result.duration_s:.2f} s; wrote {out}"
+               + (f", {state}" if state is not None else "") + f" and {manifest_path}")
+    for entry in result.inputs:
+        if entry.get("note") and entry.get("unscored"):
+            typer.echo(f"note: {entry['path']}: {entry['rows']} rows, {entry['scored']} scored: {entry['note']}",
+                       err=True)
     if result.exit_code:
         typer.echo(f"warning: {len(result.rejected)} input(s)/row(s) rejected (see {manifest_path})", err=True)
         raise typer.Exit(result.exit_code)
+
+
+def _score_summary(result) -> str:  # noqa: ANN001 - a core.jobs.manifest.RunManifest
+    """'read 12 rows from 1 file(s): 1 scored, 11 without a score (need window history), …'."""
+    total = {k: sum(e.get(k, 0) for e in result.inputs if isinstance(e.get(k, 0), int))
+             for k in ("scored", "unscored", "rejected", "already_scored")}
+    parts = [f"{total['scored']} scored"]
+    if total["unscored"]:
+        parts.append(f"{total['unscored']} written without a score (need window history)")
+    if total["rejected"]:
+        parts.append(f"{total['rejected']} rejected")
+    if total["already_scored"]:
+        parts.append(f"{total['already_scored']} already scored by an earlier run")
+    files = sum(1 for e in result.inputs if e.get("rejected") == "file")
+    if files:
+        parts.append(f"{files} file(s) rejected")
+    return f"read {result.rows_in} rows from {len(result.inputs)} file(s): {', '.join(parts)}"

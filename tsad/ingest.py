@@ -15,9 +15,20 @@ Reading
   (time-only text, "now" or "today" would mean something else tomorrow); plain numbers are not
   timestamps. Zone-aware stamps are converted to UTC and kept without the zone. An empty or
   unparseable stamp rejects the row.
-- Time order: a row whose timestamp is not after the last *accepted* one is rejected as a
-  duplicate or out of order. A rejected row never moves the clock. Every rejection carries its
-  line number and reason.
+- Time order: a row whose timestamp is before the last *accepted* one is rejected as out of order.
+  A rejected row never moves the clock. Every rejection carries its line number and reason, and a
+  time-order rejection also names the line it conflicts with.
+- Repeated timestamps follow the duplicates policy (`DUPLICATES`, `--duplicates` on every command
+  that reads rows): `first` (the default) keeps the first row at a timestamp and leaves later ones
+  out; `last` keeps the last of a run of equal stamps; `drop` keeps none of them; `error` refuses
+  the input at the first repeat. Rows a policy leaves out are `Rejected` of kind `repeat`, each
+  naming the line it repeats. `first` is the default because it is causal: a row is final the
+  moment it arrives, so batch, chunked, streamed and resumed reads agree and nothing waits (it is
+  also pandas' `drop_duplicates` default, and what these readers did before the policy existed).
+  `last` and `drop` must hold the latest row back until a later timestamp (or the end of the
+  input: `flush`) shows it is not repeated; a held row travels in the state. Real files repeat
+  stamps around clock changes (NAB's `ec2_request_latency_system_failure.csv` stamps a whole
+  daylight-saving hour 03:00), so refusing them (`error`) is opt-in.
 
 Gap policy
 - Batch form (`fill_gaps`: training data, offline scoring): interior runs of at most `MAX_GAP`
@@ -48,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UserError
-from core.jobs.tables import iter_table_chunks, separator_of
+from core.jobs.tables import iter_table_chunks, require_file, separator_of
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +75,26 @@ _NO_TIME = int(np.iinfo(np.int64).min)  # before every real timestamp
 _PARQUET = (".parquet", ".pq")
 
 
+DUPLICATES = ("first", "last", "drop", "error")
+DEFAULT_DUPLICATES = "first"  # causal: see the module docstring
+# kinds of Rejected: a bad row; a row the duplicates policy left out; a row an earlier run already scored
+BAD, REPEAT, SEEN = "bad", "repeat", "seen"
+
+
+def check_duplicates(policy: str) -> str:
+    if policy not in DUPLICATES:
+        raise UserError(f"unknown duplicates policy {policy!r}; choose {', '.join(DUPLICATES)}")
+    return policy
+
+
 @dataclass
 class Rejected:
-    """A row left out: its line number (Parquet: its row number) and why."""
+    """A row left out: its line number (Parquet: its row number), why, and what kind of leaving out
+    (`BAD` input, a `REPEAT` resolved by the duplicates policy, a row `SEEN` by an earlier run)."""
 
     line_no: int
     reason: str
+    kind: str = BAD
 
 
 @dataclass
@@ -256,13 +281,39 @@ def _when(ns: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------- screening
-class RowScreen:
-    """Number coercion, timestamp parsing and the time-order check, a batch of rows at a time; it
-    remembers the last accepted timestamp, so batches may be of any size."""
+@dataclass
+class _Held:
+    """The latest row under `last`/`drop`, held back until a later timestamp shows it is not repeated."""
 
-    def __init__(self, layout: Layout, check_order: bool = True) -> None:
+    line_no: int
+    time: int
+    values: np.ndarray
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line_no, "time": pd.Timestamp(self.time).isoformat(),
+                "values": [None if np.isnan(v) else float(v) for v in self.values]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> _Held:
+        return cls(int(d["line"]), int(pd.Timestamp(d["time"]).as_unit("ns").value),
+                   np.array([np.nan if v is None else v for v in d["values"]], dtype=float))
+
+
+class RowScreen:
+    """Number coercion, timestamp parsing, the time-order check and the duplicates policy, a batch
+    of rows at a time; it remembers the last accepted timestamp and line (and, under `last`/`drop`,
+    the row held back), so batches may be of any size. `resume_after` (a timestamp in ns) marks rows
+    at or before it as `SEEN` (already scored by an earlier run) rather than out of order.
+    `unit` names what line numbers count in messages ("line" for text, "row" for tables)."""
+
+    def __init__(self, layout: Layout, check_order: bool = True, duplicates: str = DEFAULT_DUPLICATES,
+                 source: str = "input", unit: str = "line") -> None:
         self.layout, self.check_order = layout, check_order
+        self.duplicates, self.source, self.unit = check_duplicates(duplicates), source, unit
         self.last_time = _NO_TIME
+        self.last_line: int | None = None
+        self.held: _Held | None = None
+        self.resume_after = _NO_TIME
 
     def push(self, rows: Rows) -> tuple[Accepted, list[Rejected]]:
         n = len(rows)
@@ -271,49 +322,150 @@ class RowScreen:
         values = np.empty((n, len(self.layout.channels)))
         for j, name in enumerate(self.layout.channels):
             values[:, j] = _numbers(rows.values[:, j], name, reasons)
-        if stamps is not None and self.check_order:
-            self._order(stamps, reasons)
-        keep = np.array([r is None for r in reasons], dtype=bool)
         rejected = [Rejected(int(rows.line_no[i]), r) for i, r in enumerate(reasons) if r is not None]
-        times = None if stamps is None else stamps[keep].view("datetime64[ns]")
-        return Accepted(rows.line_no[keep], values[keep], times), rejected
+        keep = np.array([r is None for r in reasons], dtype=bool)
+        if stamps is None or not self.check_order:
+            times = None if stamps is None else stamps[keep].view("datetime64[ns]")
+            return Accepted(rows.line_no[keep], values[keep], times), rejected
+        idx = np.flatnonzero(keep)
+        return self._order(idx, rows.line_no, stamps, values, rejected)
 
-    def _order(self, stamps: np.ndarray, reasons: list[str | None]) -> None:
-        """A row passes when its stamp is after every earlier candidate's (equivalently, after the
-        last accepted one: a rejected stamp is never above the running maximum)."""
-        idx = np.array([i for i, r in enumerate(reasons) if r is None], dtype=np.int64)
-        if not len(idx):
-            return
+    def flush(self) -> Accepted:
+        """The end of the input: pass on the row held back under `last`/`drop` (if any)."""
+        held, self.held = self.held, None
+        if not self.layout.time_col:
+            return Accepted.concat([], len(self.layout.channels), False)
+        return self._accepted([held] if held else [], np.zeros(0, dtype=np.int64), None, None, None)
+
+    def _accepted(self, released: list[_Held], idx: np.ndarray, lines: np.ndarray | None, stamps: np.ndarray | None,
+                  values: np.ndarray | None) -> Accepted:
+        c = len(self.layout.channels)
+        out_lines = [np.array([h.line_no for h in released], dtype=np.int64)]
+        out_times = [np.array([h.time for h in released], dtype=np.int64)]
+        out_values = [np.array([h.values for h in released], dtype=float).reshape(len(released), c)]
+        if lines is not None and len(idx):
+            out_lines.append(lines[idx].astype(np.int64))
+            out_times.append(stamps[idx])
+            out_values.append(values[idx])
+        return Accepted(np.concatenate(out_lines), np.vstack(out_values),
+                        np.concatenate(out_times).view("datetime64[ns]"))
+
+    def _order(self, idx: np.ndarray, lines: np.ndarray, stamps: np.ndarray, values: np.ndarray,
+               rejected: list[Rejected]) -> tuple[Accepted, list[Rejected]]:
+        """Time order and the duplicates policy over the rows that passed their cells (`idx`)."""
         t = stamps[idx]
-        running = np.maximum.accumulate(np.concatenate([[self.last_time], t[:-1]]))
-        for i, ti, last in zip(idx[t <= running], t[t <= running], running[t <= running]):
-            reasons[i] = (f"duplicate timestamp {_when(ti)}" if ti == last else
-                          f"out-of-order timestamp {_when(ti)} (not in increasing order after {_when(last)})")
-        self.last_time = max(self.last_time, int(t.max()))
+        policy = self.duplicates
+        holding = policy in ("last", "drop")
+        if len(t) and t[0] > max(self.last_time, self.resume_after) and (len(t) == 1 or (np.diff(t) > 0).all()):
+            # the common case, vectorised: every row new and in order; under last/drop the newest is held back
+            released = [self.held] if self.held else []
+            self.held = None
+            self.last_time, self.last_line = int(t[-1]), int(lines[idx[-1]])
+            if holding:
+                i = idx[-1]
+                self.held, idx = _Held(int(lines[i]), int(stamps[i]), values[i].copy()), idx[:-1]
+            return self._accepted(released, idx, lines, stamps, values), rejected
+        released: list[_Held] = []
+        emit: list[int] = []
+        u = self.unit
+        for i in idx:
+            ti, line = int(stamps[i]), int(lines[i])
+            if ti <= self.resume_after:
+                rejected.append(Rejected(line, f"already scored: timestamp {_when(ti)} is at or before "
+                                               f"{_when(self.resume_after)}, the last one of an earlier run", SEEN))
+                continue
+            if ti < self.last_time:
+                rejected.append(Rejected(line, f"out-of-order timestamp {_when(ti)} (not in increasing order after "
+                                               f"{_when(self.last_time)} on {u} {self.last_line})"))
+                continue
+            if ti == self.last_time:
+                self._repeat(line, ti, values[i], rejected)
+                continue
+            if self.held is not None:
+                released.append(self.held)
+                self.held = None
+            if holding:
+                self.held = _Held(line, ti, values[i].copy())
+            else:
+                emit.append(i)
+            self.last_time, self.last_line = ti, line
+        return self._accepted(released, np.array(emit, dtype=np.int64), lines, stamps, values), rejected
+
+    def _repeat(self, line: int, ti: int, row: np.ndarray, rejected: list[Rejected]) -> None:
+        """Row `line` repeats the timestamp of the last row (`self.last_line`): apply the policy."""
+        u, first, when = self.unit, self.last_line, _when(ti)
+        policy = self.duplicates
+        if policy == "error":
+            raise UserError(f"{self.source}: {u} {line}: timestamp {when} repeats {u} {first} (--duplicates error; "
+                            f"first, last or drop would keep the first, the last or none of them)")
+        if policy == "last" and self.held is not None:
+            rejected.append(Rejected(self.held.line_no, f"duplicate timestamp {when}: {u} {line} repeats it and "
+                                                        f"replaces it (--duplicates last)", REPEAT))
+            self.held = _Held(line, ti, row.copy())
+            self.last_line = line
+            return
+        if policy == "drop" and self.held is not None:
+            rejected.append(Rejected(self.held.line_no, f"duplicate timestamp {when}: {u} {line} repeats it "
+                                                        f"(--duplicates drop keeps none)", REPEAT))
+            self.held = None
+        kept = {"first": "--duplicates first keeps the first", "drop": "--duplicates drop keeps none",
+                "last": f"{u} {first} was already passed on, so --duplicates last cannot replace it"}[policy]
+        rejected.append(Rejected(line, f"duplicate timestamp {when} repeats {u} {first} ({kept})", REPEAT))
 
     def state(self) -> dict[str, Any]:
-        return {"last_time": None if self.last_time == _NO_TIME else pd.Timestamp(self.last_time).isoformat()}
+        return {"last_time": None if self.last_time == _NO_TIME else pd.Timestamp(self.last_time).isoformat(),
+                "last_line": self.last_line, "held": None if self.held is None else self.held.to_json()}
 
     def restore(self, state: dict[str, Any]) -> None:
         last = state.get("last_time")
         self.last_time = _NO_TIME if last is None else int(pd.Timestamp(last).as_unit("ns").value)
+        self.last_line = state.get("last_line")
+        self.held = _Held.from_json(state["held"]) if state.get("held") else None
 
 
-def describe(rejected: Sequence[Rejected], limit: int = 10) -> str:
+def describe(rejected: Sequence[Rejected], limit: int = 10, unit: str = "line", what: str = "row(s) rejected") -> str:
     """'3 row(s) rejected (line 5: bad number 'x' in v; …)' with the first `limit` of them."""
-    shown = "; ".join(f"line {r.line_no}: {r.reason}" for r in rejected[:limit])
+    shown = "; ".join(f"{unit} {r.line_no}: {r.reason}" for r in rejected[:limit])
     more = f"; and {len(rejected) - limit} more" if len(rejected) > limit else ""
-    return f"{len(rejected)} row(s) rejected ({shown}{more})"
+    return f"{len(rejected)} {what} ({shown}{more})"
 
 
-def screen_strict(rows: Rows, layout: Layout, source: str, check_order: bool = True) -> Accepted:
-    """For data that must be clean (training, benchmarks): the first bad row is an error naming it."""
-    accepted, rejected = RowScreen(layout, check_order).push(rows)
-    if rejected:
-        first = rejected[0]
-        more = f" ({len(rejected) - 1} more bad row(s))" if len(rejected) > 1 else ""
+def screen_strict(rows: Rows, layout: Layout, source: str, check_order: bool = True,
+                  duplicates: str = DEFAULT_DUPLICATES) -> Accepted:
+    """For data that must be clean (training, benchmarks): the first bad row is an error naming it;
+    rows the duplicates policy leaves out are only logged."""
+    screen = RowScreen(layout, check_order, duplicates, source, unit="row")
+    accepted, rejected = screen.push(rows)
+    bad = [r for r in rejected if r.kind == BAD]
+    if bad:
+        first = bad[0]
+        more = f" ({len(bad) - 1} more bad row(s))" if len(bad) > 1 else ""
         raise UserError(f"{source}: row {first.line_no}: {first.reason}{more}")
-    return accepted
+    if rejected:
+        log.warning("%s: %s", source, describe(rejected, 3, "row", f"row(s) with a repeated timestamp left out "
+                                                                  f"(--duplicates {duplicates})"))
+    tail = screen.flush()
+    return Accepted.concat([accepted, tail], len(layout.channels), layout.time_col is not None) if len(tail) \
+        else accepted
+
+
+def resolve_repeats(frame: pd.DataFrame, time_col: str, duplicates: str = DEFAULT_DUPLICATES, source: str = "input",
+                    first_line: int = 1, unit: str = "row") -> pd.DataFrame:
+    """The duplicates policy on a whole table (training data, a labelled file): the rows it leaves
+    out are removed, with a warning naming their lines (`error` raises at the first repeat). Other
+    bad rows stay for the caller's own checks, which name them. Rows are numbered from `first_line`
+    (2 for a CSV file with its header line, 1 for Parquet)."""
+    layout = Layout([], time_col)
+    screen = RowScreen(layout, duplicates=duplicates, source=source, unit=unit)
+    _, rejected = screen.push(Rows.from_frame(layout, frame, first_line))
+    screen.flush()
+    repeats = [r for r in rejected if r.kind == REPEAT]
+    if not repeats:
+        return frame
+    log.warning("%s: %s", source, describe(repeats, 3, unit, f"row(s) with a repeated timestamp left out "
+                                                             f"(--duplicates {duplicates})"))
+    drop = np.array([r.line_no - first_line for r in repeats], dtype=np.int64)
+    return frame.drop(index=frame.index[drop]).reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------------------- the gap policy
@@ -353,15 +505,19 @@ class CausalIngest:
     """Screening plus the causal form of the gap policy for one series, incrementally.
 
     `start` holds each channel's value before its first reading (detectors: the training mean).
+    `duplicates` is the policy for repeated timestamps (see the module docstring); under `last` and
+    `drop` the newest row is held back until a later one arrives, so call `flush` at the end of the
+    input (a stream that never ends may skip it: the held row is in `state()`).
     """
 
-    def __init__(self, layout: Layout, start: Sequence[float] | np.ndarray | None = None) -> None:
+    def __init__(self, layout: Layout, start: Sequence[float] | np.ndarray | None = None,
+                 duplicates: str = DEFAULT_DUPLICATES, source: str = "input") -> None:
         c = len(layout.channels)
         self.layout = layout
         self.start = np.zeros(c) if start is None else np.asarray(start, dtype=float).reshape(c)
         if not np.isfinite(self.start).all():
             raise UserError("start values of the gap policy must be finite")
-        self.screen = RowScreen(layout)
+        self.screen = RowScreen(layout, duplicates=duplicates, source=source)
         self.last = self.start.copy()
         self.seen = np.zeros(c, dtype=bool)
         self.counts = GapCounts()
@@ -372,6 +528,17 @@ class CausalIngest:
         self.counts.rows += len(rows)
         self.counts.rejected += len(rejected)
         return accepted, rejected
+
+    def flush(self) -> Accepted:
+        """The end of the input: the row held back under `last`/`drop`, gap-filled (often none)."""
+        accepted = self.screen.flush()
+        accepted.values = self._fill(accepted.values)
+        return accepted
+
+    def resume(self) -> None:
+        """A new run over the same series: rows at or before the last timestamp seen so far are
+        `SEEN` (scored by an earlier run), not out of order."""
+        self.screen.resume_after = self.screen.last_time
 
     def _fill(self, values: np.ndarray) -> np.ndarray:
         stacked = np.vstack([self.last[None, :], values])
@@ -483,9 +650,7 @@ def read_rows(path: str | Path, layout: Layout,
               chunk_rows: int | None = 100_000) -> Iterator[tuple[Rows, list[Rejected]]]:
     """A CSV or Parquet file as chunks of raw rows (at most `chunk_rows` each, None: one chunk) and
     the lines rejected while splitting them. Missing model columns or an empty file are errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"input {path} does not exist" if not path.exists() else f"{path} is not a file")
+    path = require_file(path)  # a missing path, a folder or a named pipe: one line naming which
     limit = chunk_rows or 1 << 62
     if path.suffix.lower() in _PARQUET:
         first = 1
