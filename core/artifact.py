@@ -30,6 +30,7 @@ from torch import nn
 from core.errors import ArtifactError
 from core.jobs.atomic import _umask, atomic_dir
 from core.jobs.hashing import file_digest
+from core.jsontext import parse_json
 from core.models import model_from_spec, model_spec
 
 SCHEMA_VERSION = 1
@@ -172,10 +173,7 @@ def _read_config_at(path: Path, version: Path) -> dict[str, Any]:
         raise _Vanished(f"{path} is not a model directory: {CONFIG_NAME} is missing") from None
     except UnicodeDecodeError as exc:
         raise ArtifactError(f"{cfg_file} is corrupt: {exc}") from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{cfg_file} is corrupt: {exc}") from None
+    config = parse_json(text, f"{cfg_file} is corrupt:", ArtifactError)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ArtifactError(f"{cfg_file} is not an ae model config")
     if config.get("schema_version") != SCHEMA_VERSION:
@@ -214,7 +212,11 @@ def _load_at(path: Path, version: Path, expected_kind: str | None, device: str |
         raise _Vanished(f"{path}: {WEIGHTS_NAME} is missing") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise ArtifactError(f"{weights} cannot be read: {exc}") from None
-    model = model_from_spec(config["model"])
+    try:
+        model = model_from_spec(config["model"])
+    except Exception as exc:  # noqa: BLE001 - whatever an edited spec makes the constructor raise
+        reason = str(exc) if isinstance(exc, ArtifactError) else f"{type(exc).__name__}: {exc}"
+        raise ArtifactError(f"{path / CONFIG_NAME} describes a model this version cannot build: {reason}") from None
     model_state = {k: v for k, v in state.items() if not k.startswith(EXTRA_PREFIX)}
     tensors = {k[len(EXTRA_PREFIX):]: v for k, v in state.items() if k.startswith(EXTRA_PREFIX)}
     try:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from core.artifact import Artifact, load_artifact, save_artifact
+from core.device import resolve_device
 from core.errors import ArtifactError, UserError
 
 E = TypeVar("E", bound="Estimator")
@@ -81,6 +82,10 @@ class Estimator:
         """Rebuild the learned state from a loaded artifact; raise KeyError/TypeError if it is incomplete."""
         raise NotImplementedError
 
+    def _self_check(self) -> None:
+        """Check a just-loaded estimator is whole and consistent (types, shapes, a tiny forward pass):
+        a config edited with a forged checksum then fails at load, as an ArtifactError, not mid-job."""
+
     @classmethod
     def _params_from_saved(cls, extras: dict[str, Any]) -> dict[str, Any]:
         """The `__init__` arguments from a saved artifact's extras; a subclass translates (or refuses,
@@ -98,12 +103,18 @@ class Estimator:
     @classmethod
     def load(cls: type[E], path: str | Path, device: str = "auto") -> E:
         art = load_artifact(path, expected_kind=cls.kind)
+        resolve_device(device)  # an unavailable device is the caller's error, not the model's
         try:
             params = cls._params_from_saved(art.extras)
             est = cls(**params, device=device)
             est._restore(art)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"{path} is not a valid {cls.__name__} of this version: {exc}") from None
+            est._self_check()
+        except ArtifactError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - anything a damaged or edited file can cause
+            reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            raise ArtifactError(f"{path} is not a valid {cls.__name__} of this version (edited or damaged?): "
+                                f"{reason}") from None
         return est
 
 

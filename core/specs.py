@@ -13,7 +13,8 @@ from typing import Any
 
 from torch import nn
 
-from core.errors import ArtifactError
+from core.errors import ArtifactError, UserError
+from core.typecheck import check_field_types
 
 MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {}
 
@@ -41,6 +42,10 @@ def model_from_spec(spec: dict[str, Any]) -> nn.Module:
     if unknown:
         raise ArtifactError(f"model config has unknown fields {sorted(unknown)} for {spec['class']}")
     try:
-        return model_cls(config_cls(**raw))
+        config = config_cls(**raw)
+        check_field_types(config, f"model config of {spec['class']}")
+        return model_cls(config)
+    except UserError as exc:
+        raise ArtifactError(str(exc)) from None
     except TypeError as exc:
         raise ArtifactError(f"model config for {spec['class']} is invalid: {exc}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated
@@ -54,6 +55,25 @@ TimeColOpt = Annotated[str | None, typer.Option("--time-col", help="Timestamp co
                                                 rich_help_panel=_FILE)]
 
 
+def _rating_scale(value: str | None) -> tuple[float, float] | None:
+    """`LO:HI` → (LO, HI): finite, LO < HI, else exit 2 naming the value."""
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(part) for part in value.split(":"))
+    except ValueError:
+        raise UserError(f"--rating-scale {value!r} is not LO:HI, e.g. 1:5") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise UserError(f"--rating-scale {value!r}: the scale needs finite LO < HI, e.g. 1:5")
+    return lo, hi
+
+
+RatingScaleOpt = Annotated[str | None, typer.Option(
+    "--rating-scale", metavar="LO:HI", help="The ratings file's scale, e.g. 1:5 or 0.5:5: a rating outside it is "
+    "an error naming its row. Without it the scale is inferred (min and max) and logged. ml-100k and ml-1m are 1:5.",
+    rich_help_panel=_FILE)]
+
+
 @app.command()
 @cli_errors
 def train(
@@ -71,6 +91,7 @@ def train(
     item_col: ItemColOpt = "item",
     rating_col: RatingColOpt = "rating",
     time_col: TimeColOpt = None,
+    rating_scale: RatingScaleOpt = None,
     items_file: Annotated[Path | None, typer.Option(
         "--items", help="Titles for a ratings file's items: CSV/Parquet with the item id column (--item-col) and a "
         "`title` column, kept with the model so that `items --search` and `recommend --rate TITLE:RATING` work. "
@@ -90,7 +111,7 @@ def train(
     titles = (load_titles_file(items_file, item_col) if items_file is not None
               else load_items(dataset) if dataset in NAMED_DATASETS else None)
     train_frame = training_ratings(dataset, split, seed=seed, user_col=user_col, item_col=item_col,
-                                   rating_col=rating_col, time_col=time_col)
+                                   rating_col=rating_col, time_col=time_col, scale=_rating_scale(rating_scale))
     rec.fit(train_frame)
     if titles is not None:
         rec.attach_titles(titles)
@@ -117,6 +138,7 @@ def evaluate(
     item_col: ItemColOpt = "item",
     rating_col: RatingColOpt = "rating",
     time_col: TimeColOpt = None,
+    rating_scale: RatingScaleOpt = None,
 ) -> None:
     """Train and evaluate in one go; prints the model beside baselines computed in the same run.
 
@@ -131,7 +153,7 @@ def evaluate(
         raise UserError(f"cannot write {json_out}")
     rec = AutoencoderRecommender(model=model, epochs=epochs, device=device, seed=seed, progress=not quiet)
     result = evaluate_split(rec, dataset, split, seed=seed, user_col=user_col, item_col=item_col,
-                            rating_col=rating_col, time_col=time_col)
+                            rating_col=rating_col, time_col=time_col, scale=_rating_scale(rating_scale))
     keys = list(result["metrics"])
     rows = [[f"{model} (ours)", *[result["metrics"][k] for k in keys]]]
     rows += [[name, *[m[k] for k in keys]] for name, m in result["baselines"].items()]

@@ -188,7 +188,7 @@ def load_ratings_file(path: str | Path, user_col: str = "user", item_col: str = 
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise UserError(f"{path}: rating {_show(frame[rating_col].iloc[i])!r} on row {i + 1} is not a number")
     out["rating"] = ratings.astype(float)
-    check_ratings(out, str(path), scale, values=frame[rating_col])
+    out.attrs["scale"] = check_ratings(out, str(path), scale, values=frame[rating_col])
     if out["user"].isna().any() or out["item"].isna().any():
         raise UserError(f"{path}: empty user or item ids")
     if time_col:

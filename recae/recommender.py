@@ -87,7 +87,10 @@ class AutoencoderRecommender(Estimator):
         # models learn from positives only, so their training matrix alone would miss the rest)
         self.seen_ = to_csr(ratings, self.user_map_, self.item_map_) if spec.implicit else self.train_
         self.global_mean_ = float(ratings["rating"].mean())
-        self.scale_ = (float(ratings["rating"].min()), float(ratings["rating"].max()))
+        # a declared scale (recae.datasets puts it in attrs) wins over the ratings' own min and max
+        declared = ratings.attrs.get("scale")
+        self.scale_ = (tuple(map(float, declared)) if declared is not None
+                       else (float(ratings["rating"].min()), float(ratings["rating"].max())))
         self.dataset_ = None
         self.titles_: list[str | None] | None = None
         matrix = self.train_.T.tocsr() if spec.item_based else self.train_
@@ -346,3 +349,19 @@ class AutoencoderRecommender(Estimator):
             rows, cols = t["seen_row"].numpy(), t["seen_col"].numpy()
             self.seen_ = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
         self._full = None
+
+    def _self_check(self) -> None:
+        n_users, n_items = self.train_.shape
+        if (len(self.user_map_), len(self.item_map_)) != (n_users, n_items):
+            raise UserError(f"the id maps ({len(self.user_map_)} users, {len(self.item_map_)} items) do not fit the "
+                            f"training matrix ({n_users} × {n_items})")
+        if len(self.user_map_.index) != n_users or len(self.item_map_.index) != n_items:
+            raise UserError("the id maps repeat an id")
+        lo, hi = self.scale_ if len(self.scale_) == 2 else (None, None)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in (lo, hi)) \
+                or not lo < hi or not np.isfinite(self.global_mean_):
+            raise UserError(f"the rating scale {list(self.scale_)} is not two finite numbers LO < HI")
+        if self.titles_ is not None and not all(t is None or isinstance(t, str) for t in self.titles_):
+            raise UserError("item titles must be strings")
+        # one forward pass (a user's row, or an item's for item-based models): what passed the checks must run
+        self._forward_rows((self.train_.T.tocsr() if self.spec.item_based else self.train_)[:1])

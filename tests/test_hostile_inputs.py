@@ -69,6 +69,25 @@ def test_ratings_file_scale_is_declared_or_inferred_and_logged(tmp_path: Path,
     assert "rating scale 4-50 inferred" in caplog.text
 
 
+def test_rating_scale_option_declares_the_scale(tmp_path: Path, flat) -> None:  # noqa: ANN001
+    data = tmp_path / "r.csv"
+    _ratings().to_csv(data, index=False)
+    good = runner.invoke(app, ["recae", "train", "--dataset", str(data), "--out", str(tmp_path / "m"),
+                               "--rating-scale", "0.5:5", *TRAIN])
+    assert good.exit_code == 0, good.output
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["extras"]["scale"] == [0.5, 5.0]
+    with data.open("a") as fh:
+        fh.write("99,1,7\n")
+    for scale, message in (("1:5", "rating 7.0 on row 241 is outside the scale 1-5"),
+                           ("5:1", "the scale needs finite LO < HI"), ("one:5", "is not LO:HI"),
+                           ("1:inf", "the scale needs finite LO < HI")):
+        result = runner.invoke(app, ["recae", "train", "--dataset", str(data), "--out", str(tmp_path / "m2"),
+                                     "--rating-scale", scale, *TRAIN])
+        assert result.exit_code == 2, (scale, result.output)
+        assert message in flat(result.output), (scale, result.output)
+        assert not (tmp_path / "m2").exists()
+
+
 def test_ids_round_trip_as_written(tmp_path: Path) -> None:
     """One item id `1.5` must not turn every item id into `N.0`; leading zeros are kept too."""
     frame = _ratings().astype({"item": object})
@@ -281,3 +300,66 @@ def test_training_on_overflowing_values_is_refused(tmp_path: Path, flat) -> None
     assert result.exit_code == 2, result.output
     assert "training values are too large to scale" in _error_line(result, flat)
     assert not (tmp_path / "m").exists()
+
+
+# ------------------------------------------------------------------ deeply nested JSON, special files
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_deeply_nested_json_is_a_user_error_everywhere(detector: Path, tmp_path: Path, flat) -> None:  # noqa: ANN001
+    from core.artifact import CONFIG_NAME
+    from core.jsontext import parse_json
+
+    for depth in (100, 100_000):  # past the depth limit; past the interpreter's recursion limit
+        with pytest.raises(UserError, match="nested"):
+            parse_json(_nested(depth), "x")
+    import shutil
+
+    copy = tmp_path / "m"
+    shutil.copytree(detector.resolve(), copy)
+    (copy / CONFIG_NAME).write_text('{"format": "ae-model-dir", "extras": ' + _nested(100_000) + "}")
+    data = _series_csv(tmp_path / "d.csv")
+    result = runner.invoke(app, ["tsad", "detect", "--model", str(copy), "--data", str(data),
+                                 "--out", str(tmp_path / "s.csv"), "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert "nested too deeply" in _error_line(result, flat)
+    state = tmp_path / "state.json"
+    state.write_text(_nested(100_000))
+    result = runner.invoke(app, ["tsad", "monitor", "--model", str(detector), "--input", str(data),
+                                 "--state", str(state), "--alerts", str(tmp_path / "a.jsonl"), "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert "state file" in _error_line(result, flat)
+
+
+@pytest.fixture
+def no_hang():  # noqa: ANN201 - a blocked open() of a FIFO fails the test instead of hanging it
+    import signal
+
+    def alarm(signum, frame):  # noqa: ANN001, ANN202
+        raise TimeoutError("blocked on a named pipe")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_named_pipe_is_refused_as_one_not_as_missing_or_empty(detector: Path, model: Path, tmp_path: Path,
+                                                                 flat, no_hang) -> None:  # noqa: ANN001
+    import os
+
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+    users = tmp_path / "users.txt"
+    os.mkfifo(users)
+    for args in (["tsad", "detect", "--model", str(detector), "--data", str(fifo), "--out", str(tmp_path / "s.csv")],
+                 ["tsad", "score", "--model", str(detector), "--input", str(fifo), "--out", str(tmp_path / "s.csv")],
+                 ["tsad", "train", "--data", str(fifo), "--out", str(tmp_path / "m")],
+                 ["recae", "train", "--dataset", str(fifo), "--out", str(tmp_path / "m"), *TRAIN],
+                 ["recae", "score", "--model", str(model), "--users", str(users), "--out", str(tmp_path / "r.csv")]):
+        result = runner.invoke(app, [*args, "--quiet"] if "--quiet" not in args else args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "named pipe" in _error_line(result, flat), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "users.txt"]

@@ -120,3 +120,97 @@ def test_swapped_weights_with_forged_checksums_fail_the_shape_check(tmp_path: Pa
     read_config(path)  # both checksums match now...
     with pytest.raises(ArtifactError, match="does not fit the model"):
         load_artifact(path)  # ...but the weights do not fit the recorded model
+
+
+# ------------------------------------------------------------------ every field edited, checksum forged
+def _leaves(obj, path=()):  # noqa: ANN001, ANN202 - (path, value) of every scalar or short list in a config
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(obj, list) and 0 < len(obj) <= 4:
+        for i, v in enumerate(obj):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path, obj
+
+
+def _mutations(value):  # noqa: ANN001, ANN202 - hand edits a user might make to one value
+    if isinstance(value, bool):
+        return [not value, "x"]
+    if isinstance(value, (int, float)):
+        return [-1, 0, 1e9, "x", None, [1]]
+    if isinstance(value, str):
+        return ["x", 1, None]
+    if isinstance(value, list):
+        return [value[:1], [], value + value[:1], "x"]
+    return [1, "x"]
+
+
+def _forged_variants(model_dir: Path):  # noqa: ANN202 - (label, config text) with a matching checksum
+    doc = json.loads((model_dir / CONFIG_NAME).read_text())
+    for path, value in _leaves(doc):
+        if path[0] in (HASH_FIELD, "weights_sha256", "created", "versions"):
+            continue
+        for new in _mutations(value):
+            edited = json.loads(json.dumps(doc))
+            target = edited
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = new
+            edited[HASH_FIELD] = config_digest(edited)
+            yield f"{'.'.join(map(str, path))}={new!r:.20}", json.dumps(edited)
+
+
+@pytest.fixture(scope="module")
+def recommender_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("hostile_rec")
+    rng = np.random.default_rng(0)
+    rows = [(u, int(i), int(rng.integers(1, 6))) for u in range(1, 25) for i in rng.choice(np.arange(1, 30), 6,
+                                                                                          replace=False)]
+    pd.DataFrame(rows, columns=["user", "item", "rating"]).to_csv(d / "r.csv", index=False)
+    result = runner.invoke(app, ["recae", "train", "--dataset", str(d / "r.csv"), "--out", str(d / "m"),
+                                 "--model", "autorec", "--epochs", "1", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return d / "m"
+
+
+def _use_detector(model_dir: Path):  # noqa: ANN202
+    from tsad.detector import WindowDetector
+
+    values = np.sin(np.arange(64) / 5.0)[:, None]
+    return lambda: WindowDetector.load(model_dir, device="cpu"), lambda det: det.score(values)
+
+
+def _use_recommender(model_dir: Path):  # noqa: ANN202
+    from recae.recommender import AutoencoderRecommender
+
+    return (lambda: AutoencoderRecommender.load(model_dir, device="cpu"),
+            lambda rec: (rec.recommend(1, k=5), rec.predict([1, 2], [3, 4]), rec.fold_in({3: 5.0, 4: 1.0}, k=5)))
+
+
+@pytest.mark.parametrize("which", ["detector", "recommender"])
+def test_no_forged_edit_gets_past_load_unless_the_model_still_works(which: str, request: pytest.FixtureRequest,
+                                                                    tmp_path: Path) -> None:
+    """Every value of config.json changed by hand, checksum forged to match: `load` refuses it with an
+    ArtifactError (CLI exit 2), or the model still works; nothing else escapes (exit 1)."""
+    import shutil
+
+    source = request.getfixturevalue(f"{which}_dir")
+    copy = tmp_path / "copy"
+    shutil.copytree(source.resolve(), copy)
+    load, use = (_use_detector if which == "detector" else _use_recommender)(copy)
+    refused = 0
+    for label, text in _forged_variants(copy):
+        (copy / CONFIG_NAME).write_text(text)
+        try:
+            model = load()
+        except ArtifactError:
+            refused += 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - the point of the test
+            pytest.fail(f"{label}: load raised {type(exc).__name__}: {exc}")
+        try:
+            use(model)
+        except Exception as exc:  # noqa: BLE001
+            pytest.fail(f"{label}: loaded, then using it raised {type(exc).__name__}: {exc}")
+    assert refused > 30  # most edits are caught at load

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UserError
+from core.jsontext import parse_json
 from tsad.ingest import MAX_GAP, Layout, Rows, fill_gaps, screen_strict
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def nab_windows(data_dir: Path) -> dict[str, list[list[str]]]:
     path = Path(data_dir) / "nab" / "labels" / "combined_windows.json"
     if not path.is_file():
         raise UserError(f"NAB labels not found at {path}")
-    return json.loads(path.read_text())
+    return parse_json(path.read_bytes(), f"NAB labels {path}")
 
 
 def load_nab(data_dir: str | Path, relative_name: str, windows: dict | None = None) -> Series:

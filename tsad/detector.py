@@ -36,6 +36,7 @@ from core.estimator import Estimator, FittedState
 from core.losses import BetaSchedule
 from core.objective import ReconstructionObjective
 from core.train import History, Trainer
+from core.typecheck import check_field_types
 from tsad.config import CONFIG_VERSION, DetectorConfig, from_dict, from_flat_v1
 from tsad.datasets import Series
 from tsad.thresholds import TailCalibrator, Threshold
@@ -249,3 +250,23 @@ class WindowDetector(Estimator):
         self._net = as_window_model(get_variant(self.config.network.kind), self.module_, len(self.channel_names_),
                                     self.window)
         self._placed = None
+
+    def _self_check(self) -> None:
+        check_field_types(self.config, "config")
+        self.config.validate()
+        c = len(self.channel_names_)
+        if not all(isinstance(n, str) for n in self.channel_names_):
+            raise UserError("channel names must be strings")
+        for name, arr in (("scaler mean", self.scaler_.mean), ("scaler std", self.scaler_.std)):
+            arr = np.asarray(arr)
+            if arr.shape != (c,) or arr.dtype.kind not in "fiu" or not np.isfinite(arr).all():
+                raise UserError(f"{name} does not fit the model's {c} channel(s)")
+        if not (np.asarray(self.scaler_.std) > 0).all():
+            raise UserError("scaler std must be positive")
+        picked = self.config.scoring.score_channels
+        if picked is not None and not all(0 <= i < c for i in picked):
+            raise UserError(f"score_channels {list(picked)} name channels the model does not have ({c})")
+        self.threshold_.check()
+        self.calibrator_.check()
+        # a forward pass over a few rows at the training means: what survives the checks above must run
+        self.score(np.tile(np.asarray(self.scaler_.mean, dtype=float), (self.window + self.config.scoring.smooth, 1)))

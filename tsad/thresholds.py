@@ -20,6 +20,7 @@ import numpy as np
 from scipy import stats
 
 from core.errors import UserError
+from core.typecheck import check_field_types
 
 
 def _clean(scores: np.ndarray) -> np.ndarray:
@@ -84,6 +85,12 @@ class Threshold:
     def from_dict(cls, d: dict[str, Any]) -> Threshold:
         return cls(**d)
 
+    def check(self) -> None:
+        """A read-back threshold must be a finite number and a known rule."""
+        check_field_types(self, "threshold")
+        if not _is_number(getattr(self, "threshold_", None)):
+            raise UserError(f"the alert threshold is {getattr(self, 'threshold_', None)!r}, not a finite number")
+
 
 class TailCalibrator:
     """Score → probability that a normal score is smaller: empirical CDF below the tail quantile, a
@@ -136,3 +143,18 @@ class TailCalibrator:
         c.knots_, c.probs_ = np.asarray(d["knots"]), np.asarray(d["probs"])
         c.t_, c.shape_, c.scale_ = d["t"], d["shape"], d["scale"]
         return c
+
+    def check(self) -> None:
+        """A read-back calibrator must be a monotone map onto [0, tail_quantile] with a finite tail."""
+        knots, probs = self.knots_, self.probs_
+        if not all(_is_number(v) for v in (self.tail_quantile, self.t_, self.shape_, self.scale_)):
+            raise UserError("the score calibrator's tail parameters are not finite numbers")
+        if (knots.ndim != 1 or knots.shape != probs.shape or len(knots) < 2 or knots.dtype.kind not in "fiu"
+                or probs.dtype.kind not in "fiu" or not (np.isfinite(knots).all() and np.isfinite(probs).all())
+                or (np.diff(knots) < 0).any() or (np.diff(probs) < 0).any()
+                or not 0 < self.tail_quantile < 1 or self.scale_ <= 0 or self.t_ != knots[-1]):
+            raise UserError("the score calibrator is inconsistent (knots and probabilities do not match)")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)

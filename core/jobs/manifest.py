@@ -15,7 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
 from core.jobs.atomic import atomic_write_text
+from core.jsontext import parse_json
 
 MANIFEST_SUFFIX = ".manifest.json"
 # exit codes of every `ae` command; a batch job records its own in its manifest
@@ -70,8 +72,10 @@ def is_up_to_date(manifest: str | os.PathLike[str], model_hash: str, inputs: lis
     if not path.is_file():
         return False
     try:
-        old = json.loads(path.read_text())
-    except (json.JSONDecodeError, OSError):
+        old = parse_json(path.read_bytes(), "manifest")
+    except (UserError, OSError):
+        return False
+    if not isinstance(old, dict):
         return False
     def key(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
         return [(i["path"], i["sha256"]) for i in items]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,39 @@ from core.jobs.atomic import atomic_path
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
+def file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why `path` cannot be read as a data file (None when it is a regular file).
+
+    Named pipes, sockets and devices would block or stream forever under a batch reader, so they
+    are refused by what they are rather than reported as missing or empty.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except PermissionError:
+        return "cannot be read (permission denied)"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a regular file; pipe streams into `ae tsad monitor` instead"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file"
+    return "is a device or special file, not a regular file"
+
+
+def require_file(path: str | os.PathLike[str], what: str = "input") -> Path:
+    """`path` as a Path, or a one-line UserError naming what it is instead of a regular file."""
+    problem = file_problem(path)
+    if problem is not None:
+        raise UserError(f"{what} {path} {problem}")
+    return Path(path)
+
+
 def expand_inputs(spec: str | os.PathLike[str] | list[str]) -> list[Path]:
     """A file, a folder (its CSV/Parquet files) or a glob → sorted list of files; error if none."""
     specs = spec if isinstance(spec, list) else [spec]
@@ -26,12 +60,10 @@ def expand_inputs(spec: str | os.PathLike[str] | list[str]) -> list[Path]:
         p = Path(s)
         if p.is_dir():
             found += sorted(q for q in p.iterdir() if q.suffix.lower() in TABLE_SUFFIXES and q.is_file())
-        elif p.is_file():
-            found.append(p)
-        elif any(ch in str(s) for ch in "*?["):
-            found += sorted(Path(q) for q in glob.glob(str(s), recursive=True) if Path(q).is_file())
+        elif p.exists() or not any(ch in str(s) for ch in "*?["):
+            found.append(require_file(p))
         else:
-            raise UserError(f"input {s} does not exist")
+            found += sorted(Path(q) for q in glob.glob(str(s), recursive=True) if Path(q).is_file())
     if not found:
         raise UserError(f"no CSV or Parquet input files found in {', '.join(map(str, specs))}")
     return list(dict.fromkeys(found))
@@ -64,11 +96,7 @@ def iter_table_chunks(path: str | os.PathLike[str], chunk_rows: int = 100_000,
 
 def read_table(path: str | os.PathLike[str], what: str = "data file") -> pd.DataFrame:
     """A whole CSV (separator sniffed) or Parquet file, with one-line errors for the usual problems."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{what} {path} does not exist")
-    if path.is_dir():
-        raise UserError(f"{path} is a directory, not a {what}")
+    path = require_file(path, what)
     if path.stat().st_size == 0:
         raise UserError(f"{what} {path} is empty")
     try:
