@@ -219,8 +219,14 @@ def monitor(
     input_path: Annotated[str, typer.Option("--input", help="A file to read (or - for stdin).")] = "-",
     follow: Annotated[bool, typer.Option("--follow", help="Keep reading as the file grows, like tail -F "
                                          "(survives rotation and truncation).")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="csv (with a header line) or jsonl.")] = "csv",
-    alerts: Annotated[str, typer.Option("--alerts", help="Where alerts go as JSON lines: a file or - (stdout).")] = "-",
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl. A CSV stream may start without its header "
+                                     "(tail -F prints the last lines only): its columns are then --columns.")] = "csv",
+    columns: Annotated[str | None, typer.Option("--columns", help="Column order of a CSV stream without a header "
+                                                "line (default: the model's time column, then its channels, as "
+                                                "`ae tsad train` read them). A header line, if one comes, is "
+                                                "recognised and checked.")] = None,
+    alerts: Annotated[str, typer.Option("--alerts", help="Where alerts go as JSON lines: a file or - (stdout); "
+                                        "each line is flushed as it is written.")] = "-",
     emit_scores: Annotated[Path | None, typer.Option("--emit-scores", help="Also write one JSON line per record "
                                                      "(score, score_prob, is_anomaly) to this file.")] = None,
     state: Annotated[Path | None, typer.Option("--state", help="Checkpoint file: resume exactly where a previous "
@@ -229,6 +235,15 @@ def monitor(
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Save state every N records.")] = 1000,
     batch: Annotated[int, typer.Option("--batch", help="Score up to N waiting records together (throughput vs "
                                        "latency; a record never waits for more input).")] = 32,
+    max_delay: Annotated[float, typer.Option("--max-delay", help="Longest a record waits for its batch to fill, "
+                                             "in seconds.")] = 0.25,
+    fsync: Annotated[bool, typer.Option("--fsync", help="Also fsync alert and score lines as they are written "
+                                        "(durable across a power cut; slower).")] = False,
+    metrics: Annotated[Path | None, typer.Option("--metrics", help="Rewrite this JSON file with records, rejects, "
+                                                 "alerts, lag and records/s every --metrics-every seconds (a status "
+                                                 "line also goes to stderr on SIGUSR1).")] = None,
+    metrics_every: Annotated[float, typer.Option("--metrics-every", help="Seconds between --metrics updates.")] = 10.0,
+    duplicates: DuplicatesOpt = DEFAULT_DUPLICATES,
     idle_timeout: Annotated[float | None, typer.Option("--idle-timeout", help="With --follow: stop after this many "
                                                        "seconds without new data.")] = None,
     device: Annotated[str, typer.Option("--device", help="Where the model runs (cpu is fastest for one "
@@ -239,7 +254,9 @@ def monitor(
     """Watch a stream: score each record causally and write one debounced JSON line per alert.
 
     Malformed records are logged to stderr with their line number and skipped; the monitor never
-    stops on bad input. SIGINT/SIGTERM save the state and exit cleanly.
+    stops on bad input. SIGINT/SIGTERM save the state and exit 0 within a second, even on an idle
+    pipe. With --state, a restarted monitor resumes where it stopped; records at or before the
+    checkpoint (a replayed stream) are skipped and counted once in the summary.
 
     Example: tail -F metrics.csv | ae tsad monitor --model models/daily --alerts alerts.jsonl --state mon.state
     """
@@ -249,7 +266,9 @@ def monitor(
     setup_logging(quiet)
     threads = set_threads(threads, default=1)
     mon = Monitor(model, input_path, fmt, alerts, str(emit_scores) if emit_scores else None, state, follow,
-                  cooldown, checkpoint_every, batch, idle_timeout=idle_timeout, device=device, threads=threads)
+                  cooldown, checkpoint_every, batch, idle_timeout=idle_timeout, device=device, threads=threads,
+                  duplicates=_value(duplicates), columns=_cols(columns), fsync=fsync, max_delay=max_delay,
+                  metrics=metrics, metrics_every=metrics_every)
     typer.echo(mon.run().summary(), err=True)
 
 

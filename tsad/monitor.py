@@ -8,13 +8,20 @@ smooth − 1), so each score equals the causal score `detect` and `score` give f
 Rejected records are counted, logged with their line number and reason, and skipped.
 State (input position, buffer, open alert, output sizes) is checkpointed atomically every
 `checkpoint_every` records, on SIGINT/SIGTERM and at the end; see tsad.stream for why that makes
-output exactly-once across restarts.
+output exactly-once across restarts. On resume, records at or before the checkpoint (a replayed
+stream, a rotated file read again) are skipped silently and counted once in the summary.
+
+Operators need it prompt and observable: a record waits at most `max_delay` seconds for a batch
+to fill, every alert and score line is flushed when written (`fsync` also syncs it), the input is
+polled so SIGINT/SIGTERM are honoured within a poll even on an idle pipe, and a status line goes
+to stderr on SIGUSR1 and, with `metrics`, to a JSON file rewritten every `metrics_every` seconds.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -28,10 +35,11 @@ import pandas as pd
 from core.artifact import directory_hash
 from core.device import set_threads
 from core.errors import UserError
+from core.jobs.atomic import atomic_write_text
 from tsad.batch import score_after, start_values
 from tsad.detector import WindowDetector
-from tsad.ingest import Rejected
-from tsad.stream import AlertDebouncer, MonitorState, RecordParser, follow_lines
+from tsad.ingest import DEFAULT_DUPLICATES, SEEN, Accepted, Rejected
+from tsad.stream import AlertDebouncer, MonitorState, RecordParser, follow_lines, pipe_lines
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,9 @@ class MonitorStats:
     latencies_ms: list[float] = field(default_factory=list)
     rejected_lines: list[int] = field(default_factory=list)  # the first FIRST_REJECTED
     filled: int = 0  # missing readings filled by the gap policy
+    skipped: int = 0  # records at or before the checkpoint, seen by an earlier run
+    last_time: str | None = None  # timestamp of the last scored record
+    session_records: int = 0  # records scored by this process (for records/s)
 
     def summary(self) -> str:
         lines = ""
@@ -55,15 +66,34 @@ class MonitorStats:
             more = ", ..." if self.rejected > len(self.rejected_lines) else ""
             lines = f" (line {', '.join(map(str, self.rejected_lines))}{more})"
         filled = f", {self.filled} missing reading(s) filled" if self.filled else ""
-        return (f"monitor: {self.records} records, {self.rejected} rejected{lines}{filled}, {self.alerts} alert(s) "
-                f"in {self.seconds:.1f} s")
+        skipped = (f", {self.skipped} record(s) at or before the checkpoint skipped (already processed)"
+                   if self.skipped else "")
+        return (f"monitor: {self.records} records, {self.rejected} rejected{lines}{filled}{skipped}, "
+                f"{self.alerts} alert(s) in {self.seconds:.1f} s")
+
+    def status(self, started: float) -> dict[str, Any]:
+        """What an operator checks to see the monitor is alive and keeping up."""
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        lag = None
+        if self.last_time is not None:
+            try:
+                stamp = pd.Timestamp(self.last_time)
+                now = pd.Timestamp.now(tz=stamp.tz) if stamp.tz is not None else pd.Timestamp.now()
+                lag = round((now - stamp).total_seconds(), 3)
+            except ValueError:
+                lag = None
+        return {"records": self.records, "rejected": self.rejected, "skipped": self.skipped, "alerts": self.alerts,
+                "last_timestamp": self.last_time, "lag_seconds": lag, "uptime_seconds": round(elapsed, 3),
+                "records_per_second": round(self.session_records / elapsed, 1),
+                "updated": pd.Timestamp.now(tz="UTC").isoformat()}
 
 
 class _Output:
     """An append-only JSON-lines sink (a file we can cut back on resume, or stdout)."""
 
-    def __init__(self, target: str | None, resume_bytes: int | None) -> None:
+    def __init__(self, target: str | None, resume_bytes: int | None, fsync: bool = False) -> None:
         self.path = None if target in (None, "-") else Path(target)
+        self.fsync = fsync
         if self.path is None:
             self.fh: IO[str] = sys.stdout
             return
@@ -77,6 +107,12 @@ class _Output:
 
     def write(self, obj: dict[str, Any]) -> None:
         self.fh.write(json.dumps(obj, default=_json) + "\n")
+
+    def flush(self) -> None:
+        """Make what was written readable now (and durable with fsync): alerts must not sit in a buffer."""
+        self.fh.flush()
+        if self.fsync and self.path is not None:
+            os.fsync(self.fh.fileno())
 
     def size(self) -> int | None:
         self.fh.flush()
@@ -99,7 +135,9 @@ class Monitor:
                  alerts: str | None = "-", scores: str | None = None, state_path: str | Path | None = None,
                  follow: bool = False, cooldown: int = 10, checkpoint_every: int = 1000, batch: int = 32,
                  top_channels: int = 3, device: str = "cpu", poll_seconds: float = 0.2,
-                 idle_timeout: float | None = None, threads: int | None = 1) -> None:
+                 idle_timeout: float | None = None, threads: int | None = 1, duplicates: str = DEFAULT_DUPLICATES,
+                 columns: list[str] | None = None, fsync: bool = False, max_delay: float = 0.25,
+                 metrics: str | Path | None = None, metrics_every: float = 10.0) -> None:
         # one thread by default: a record or micro-batch at a time gains nothing from more, and on a busy
         # machine torch's all-cores default collapses throughput (see core.device.set_threads); None
         # honours OMP_NUM_THREADS, else leaves torch's current setting
@@ -109,12 +147,17 @@ class Monitor:
         self.input_path, self.follow, self.batch = input_path, follow, batch
         if batch < 1 or checkpoint_every < 1:
             raise UserError("--batch and --checkpoint-every must be at least 1")
+        if max_delay < 0 or metrics_every <= 0:
+            raise UserError("--max-delay must be non-negative and --metrics-every positive")
         self.checkpoint_every, self.top_channels = checkpoint_every, top_channels
-        self.poll_seconds, self.idle_timeout = poll_seconds, idle_timeout
+        self.poll_seconds, self.idle_timeout, self.max_delay = poll_seconds, idle_timeout, max_delay
+        self.metrics_path = Path(metrics) if metrics else None
+        self.metrics_every = metrics_every
         self.state_path = Path(state_path) if state_path else None
         self.parser = RecordParser(self.detector.channel_names_, self.detector.time_col_, fmt,
                                    start=start_values(self.detector),
-                                   source="stdin" if input_path in (None, "-") else input_path)
+                                   source="stdin" if input_path in (None, "-") else input_path,
+                                   duplicates=duplicates, columns=columns)
         self.debouncer = AlertDebouncer(cooldown, self.detector.threshold_.threshold_)
         self.state = MonitorState(model_hash=self.model_hash, input_path=input_path)
         resume = self.state_path is not None and self.state_path.exists()
@@ -123,9 +166,10 @@ class Monitor:
             if self.state.model_hash != self.model_hash:
                 raise UserError(f"state file {self.state_path} belongs to another model; remove it to start over")
             self.parser.restore(self.state.parser)
+            self.parser.causal.resume()  # a replayed stream: what the checkpoint covers is skipped, not rejected
             self.debouncer.restore(self.state.debouncer)
-        self.alerts = _Output(alerts, self.state.alerts_bytes if resume else None)
-        self.scores = _Output(scores, self.state.scores_bytes if resume else None) if scores else None
+        self.alerts = _Output(alerts, self.state.alerts_bytes if resume else None, fsync)
+        self.scores = _Output(scores, self.state.scores_bytes if resume else None, fsync) if scores else None
         keep, c = self.detector.context_rows, len(self.detector.channel_names_)
         buffer = np.asarray(self.state.buffer, dtype=float).reshape(-1, c)
         self.buffer = buffer[max(0, len(buffer) - keep):]
@@ -133,23 +177,28 @@ class Monitor:
                                   rejected_lines=list(self.state.rejected_lines),
                                   filled=self.parser.causal.counts.missing)
         self._stop = False
+        self._report = False
 
     # ------------------------------------------------------------------------------------ loop
     def _lines(self):  # noqa: ANN202 - generator of (line, offset, inode)
         if self.input_path in (None, "-"):
-            for line in sys.stdin:
-                yield line.rstrip("\r\n"), 0, None
+            for line, _, _ in pipe_lines(sys.stdin, stop=lambda: self._stop, poll_seconds=min(self.poll_seconds, 0.1)):
+                yield line, 0, None  # a pipe has no position to resume from: replays are skipped by time
             return
         yield from follow_lines(self.input_path, self.state.offset, self.state.inode, follow=self.follow,
                                 poll_seconds=self.poll_seconds, idle_timeout=self.idle_timeout,
                                 stop=lambda: self._stop, yield_idle=True)
 
     def run(self) -> MonitorStats:
-        t0 = time.perf_counter()
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        t0 = self._started = time.perf_counter()
+        signals = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])
+        previous = {s: signal.getsignal(s) for s in signals}
 
         def handler(signum: int, frame: Any) -> None:
-            self._stop = True
+            if signum == getattr(signal, "SIGUSR1", None):
+                self._report = True
+            else:
+                self._stop = True
 
         for s in previous:
             try:
@@ -158,15 +207,16 @@ class Monitor:
                 pass
         pending: list[tuple[int, list[Any] | Rejected, float]] = []  # split lines: (line number, cells, arrival)
         since_checkpoint = 0
+        next_metrics = t0
         try:
             for line, offset, inode in self._lines():
+                now = time.perf_counter()
                 if line is not None:
                     self.state.line_no += 1
-                    arrived = time.perf_counter()
                     cells = self.parser.split(line, self.state.line_no)
                     if cells is not None:
-                        pending.append((self.state.line_no, cells, arrived))
-                if pending and (line is None or len(pending) >= self.batch):
+                        pending.append((self.state.line_no, cells, now))
+                if pending and (line is None or len(pending) >= self.batch or now - pending[0][2] >= self.max_delay):
                     since_checkpoint += len(pending)
                     self._score(pending)
                     pending = []
@@ -175,16 +225,26 @@ class Monitor:
                     if since_checkpoint >= self.checkpoint_every:
                         self.checkpoint()
                         since_checkpoint = 0
+                if self._report:
+                    self._report = False
+                    log.warning("status: %s", json.dumps(self.stats.status(t0)))
+                if self.metrics_path is not None and now >= next_metrics:
+                    self._write_metrics()
+                    next_metrics = now + self.metrics_every
                 if self._stop:
                     break
             if pending:
                 self._score(pending)
                 self.state.offset, self.state.inode = offset, inode
-            if not self._stop:  # end of input: close what is open
+            if not self._stop:  # end of input: a row held back by the duplicates policy, then close what is open
+                held = self.parser.causal.flush()
+                self._score_accepted(held, dict.fromkeys(held.line_no.tolist(), time.perf_counter()))
                 final = self.debouncer.close()
                 if final:
                     self._emit_alert(final)
             self.checkpoint()
+            if self.metrics_path is not None:
+                self._write_metrics()
         finally:
             for s, h in previous.items():
                 try:
@@ -197,8 +257,14 @@ class Monitor:
         self.stats.seconds = time.perf_counter() - t0
         return self.stats
 
+    def _write_metrics(self) -> None:
+        atomic_write_text(self.metrics_path, json.dumps(self.stats.status(self._started), indent=1) + "\n")
+
     def _reject(self, rejected: list[Rejected]) -> None:
         for r in rejected:
+            if r.kind == SEEN:
+                self.stats.skipped += 1
+                continue
             self.stats.rejected += 1
             if len(self.stats.rejected_lines) < FIRST_REJECTED:
                 self.stats.rejected_lines.append(r.line_no)
@@ -209,9 +275,11 @@ class Monitor:
         accepted, rejected = self.parser.ingest([b[0] for b in good], [b[1] for b in good])
         self._reject(sorted(rejected + [b[1] for b in batch if isinstance(b[1], Rejected)], key=lambda r: r.line_no))
         self.stats.filled = self.parser.causal.counts.missing
+        self._score_accepted(accepted, {line_no: arrived for line_no, _, arrived in batch})
+
+    def _score_accepted(self, accepted: Accepted, arrival: dict[int, float]) -> None:
         if not len(accepted):
             return
-        arrival = {line_no: arrived for line_no, _, arrived in batch}
         result, self.buffer = score_after(self.detector, self.buffer, accepted.values)
         done = time.perf_counter()
         names = self.detector.channel_names_
@@ -219,20 +287,26 @@ class Monitor:
             index = self.stats.records + j
             when = str(index) if accepted.timestamps is None else pd.Timestamp(accepted.timestamps[j]).isoformat()
             score = float(result.score[j]) if np.isfinite(result.score[j]) else None
-            prob, flag, contrib = float(result.score_prob[j]), bool(result.is_anomaly[j]), result.contributions[j]
+            prob = float(result.score_prob[j]) if score is not None else None
+            flag, contrib = bool(result.is_anomaly[j]), result.contributions[j]
             order = np.argsort(-np.nan_to_num(contrib, nan=0.0))[: self.top_channels]
             top = [names[i] for i in order if np.isfinite(contrib[i]) and contrib[i] > 0]
             if self.scores is not None:
                 self.scores.write({"event": "score", "timestamp": when, "line": line_no, "score": score,
                                    "score_prob": prob, "is_anomaly": flag})
-            alert = self.debouncer.update(index, when, score or 0.0, prob, flag, top)
+            alert = self.debouncer.update(index, when, score or 0.0, prob or 0.0, flag, top)
             if alert:
                 self._emit_alert(alert)
             self.stats.latencies_ms.append((done - arrival[line_no]) * 1000.0)
         self.stats.records += len(accepted)
+        self.stats.session_records += len(accepted)
+        self.stats.last_time = when
+        if self.scores is not None:
+            self.scores.flush()
 
     def _emit_alert(self, alert: dict[str, Any]) -> None:
         self.alerts.write(alert)
+        self.alerts.flush()
         self.stats.alerts += 1
 
     def checkpoint(self) -> None:

@@ -9,6 +9,7 @@ kill) are written again exactly once rather than duplicated.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -24,7 +25,10 @@ import pandas as pd
 
 from core.errors import UserError
 from core.jobs.atomic import atomic_write_text
-from tsad.ingest import Accepted, CausalIngest, Layout, LineSplitter, Rejected, Rows
+from core.jobs.tables import separator_of
+from core.jsontext import parse_json
+from core.typecheck import check_field_types
+from tsad.ingest import DEFAULT_DUPLICATES, Accepted, CausalIngest, Layout, LineSplitter, Rejected, Rows
 
 __all__ = ["AlertDebouncer", "MonitorState", "Record", "RecordParser", "Rejected", "follow_lines"]
 
@@ -109,6 +113,119 @@ def follow_lines(path: str | os.PathLike[str], offset: int = 0, inode: int | Non
             fh.close()
 
 
+MAX_LINE_BYTES = 1 << 20  # a "line" longer than this is cut here, rejected, and the rest of it skipped
+
+
+def pipe_lines(stream: IO[Any], stop: Any = None, poll_seconds: float = 0.1) -> Iterator[tuple[str | None, int, None]]:
+    """Yield (line, bytes read, None) from a pipe or terminal, never blocking longer than `poll_seconds`.
+
+    While no data arrives it yields `(None, …)` every `poll_seconds`, so the caller can score what it
+    has batched (an alert is never held back waiting for more input) and notice `stop()` (SIGTERM on
+    an idle pipe is honoured within a poll, not when the next line happens to arrive). A stream
+    without a file descriptor (tests) is iterated plainly.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    if fd is None:
+        consumed = 0
+        for line in stream:
+            line = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+            consumed += len(line)
+            yield line.rstrip("\r\n"), consumed, None
+        return
+    import select
+
+    buffered, consumed, discarding = b"", 0, False
+    while True:
+        if stop is not None and stop():
+            return
+        try:
+            ready, _, _ = select.select([fd], [], [], poll_seconds)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for other runtimes
+            ready = []
+        if not ready:
+            yield None, consumed, None
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:  # end of input
+            if buffered and not discarding:
+                yield buffered.decode("utf-8", errors="replace").rstrip("\r"), consumed + len(buffered), None
+            return
+        *lines, rest = (buffered + chunk).split(b"\n")
+        for raw in lines:
+            consumed += len(raw) + 1
+            if discarding:  # the tail of an over-long line, already rejected
+                discarding = False
+                continue
+            yield raw.decode("utf-8", errors="replace").rstrip("\r"), consumed, None
+        if len(rest) > MAX_LINE_BYTES and not discarding:
+            log.warning("a line longer than %d bytes was cut there; the rest of it is skipped", MAX_LINE_BYTES)
+            yield rest[:MAX_LINE_BYTES].decode("utf-8", errors="replace"), consumed, None
+            consumed += len(rest)
+            rest, discarding = b"", True
+        elif discarding:
+            consumed += len(rest)
+            rest = b""
+        buffered = rest
+
+
+class StreamSplitter(LineSplitter):
+    """A LineSplitter for live CSV streams, which may start without their header.
+
+    `tail -F file` prints the last lines only, so the header may never come. The model knows its
+    columns, so a first line that names none of them is read as data in the model's own column order
+    (`columns`: the time column, then the channels, unless given). A line that names every column is
+    a header wherever it comes (a rotated file starts with one) and is checked; a first line that
+    names some columns but not all, or holds no number at all, is a wrong header (exit 2, as for
+    files). Later, such a line is rejected like any bad record.
+    """
+
+    def __init__(self, layout: Layout, fmt: str = "csv", source: str = "input",
+                 columns: list[str] | None = None) -> None:
+        super().__init__(layout, fmt, source)
+        self.implicit = list(columns) if columns else list(layout.columns)
+        missing = [c for c in layout.columns if c not in self.implicit]
+        if missing:
+            raise UserError(f"--columns lacks the model's column(s) {', '.join(missing)}")
+        self._names = set(layout.columns)
+
+    def split(self, line: str, line_no: int) -> list[Any] | Rejected | None:
+        if self.fmt != "csv" or not line.strip():
+            return super().split(line, line_no)
+        line = line.lstrip("\ufeff")
+        if self.header is None:
+            self.sep = separator_of(line)
+        try:
+            fields = self._fields(line)
+        except csv.Error as exc:
+            if self.header is None:
+                self._adopt(self.implicit)
+            return Rejected(line_no, f"malformed CSV line: {exc}")
+        named = self._names.intersection(fields)
+        if named or (self.header is None and not any(map(_is_number, fields))):
+            if self.header is None or named == self._names:
+                self._set_header(line)  # checked: a first line naming only some columns is a wrong header
+                return None
+            return Rejected(line_no, f"header-like line lacks column(s) {', '.join(sorted(self._names - named))}")
+        if self.header is None:
+            self._adopt(self.implicit)
+            log.info("%s: no header line; reading columns as %s", self.source, ",".join(self.implicit))
+        return super().split(line, line_no)
+
+    def _adopt(self, header: list[str]) -> None:
+        self.header, self._index = header, [header.index(c) for c in self.layout.columns]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass
 class Record:
     line_no: int
@@ -127,10 +244,11 @@ class RecordParser:
     """
 
     def __init__(self, channels: list[str], time_col: str | None, fmt: str = "csv",
-                 start: np.ndarray | list[float] | None = None, source: str = "input") -> None:
+                 start: np.ndarray | list[float] | None = None, source: str = "input",
+                 duplicates: str = DEFAULT_DUPLICATES, columns: list[str] | None = None) -> None:
         self.layout = Layout(list(channels), time_col or None)
-        self.splitter = LineSplitter(self.layout, fmt, source)
-        self.causal = CausalIngest(self.layout, start)
+        self.splitter = StreamSplitter(self.layout, fmt, source, columns)
+        self.causal = CausalIngest(self.layout, start, duplicates=duplicates, source=source)
 
     def split(self, line: str, line_no: int) -> list[Any] | Rejected | None:
         return self.splitter.split(line, line_no)
@@ -252,9 +370,17 @@ class MonitorState:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MonitorState:
         try:
-            raw = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"state file {path} is corrupt: {exc}") from None
+            text = Path(path).read_bytes()
+        except OSError as exc:
+            raise UserError(f"state file {path} cannot be read: {exc.strerror}") from None
+        raw = parse_json(text, f"state file {path} is corrupt:")
+        if not isinstance(raw, dict):
+            raise UserError(f"state file {path} is corrupt: not a JSON object")
         if raw.get("version") != STATE_VERSION:
             raise UserError(f"state file {path} has version {raw.get('version')}, expected {STATE_VERSION}")
-        return cls(**raw)
+        try:
+            state = cls(**raw)
+            check_field_types(state, "state")
+        except (TypeError, UserError) as exc:
+            raise UserError(f"state file {path} is corrupt: {exc}") from None
+        return state
