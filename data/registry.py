@@ -30,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
+from core.errors import UnavailableError, UserError
 from core.jobs.hashing import file_digest
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def _download(url: str, path: Path, timeout: float) -> None:
                     raise UserError(f"the download from {url} is larger than {MAX_DOWNLOAD_BYTES} bytes; refusing it")
                 fh.write(chunk)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise UserError(f"cannot download {url} ({exc}); are you offline? Download it by hand and put it under "
+        raise UnavailableError(f"cannot download {url} ({exc}); are you offline? Download it by hand and put it under "
                         f"{data_dir()}, or set {ENV_VAR}") from None
 
 

@@ -105,10 +105,16 @@ def test_missing_member_fails_and_writes_nothing(tmp_path: Path, root: Path, mon
     assert _all_files(root) == []
 
 
-def test_unreachable_url_is_a_user_error(tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_url_is_unavailable_not_bad_input(tmp_path: Path, root: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.errors import UnavailableError
+
     _registry(tmp_path, monkeypatch, tmp_path / "absent.zip", {"toy/u.data": None})
-    with pytest.raises(UserError, match="cannot download"):
+    with pytest.raises(UnavailableError, match="cannot download"):
         reg.fetch("toy")
+    assert _all_files(root) == []
+    result = _invoke("data", "fetch", "toy")
+    assert result.exit_code == 1 and "cannot download" in result.output and "Traceback" not in result.output
     assert _all_files(root) == []
 
 

@@ -1,4 +1,4 @@
-"""Fault tests: `kill -9` at random points of `tsad score`, `recae score` and `tsad train` over an
+"""Fault tests: `kill -9` at random points of `tsad score` and `tsad train` over an
 existing output. Afterwards the output is the old one or the new one, whole, never a mix or a
 fragment; the next run succeeds and leaves no temporaries behind."""
 

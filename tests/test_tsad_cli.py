@@ -234,3 +234,31 @@ def test_score_folder_manifest_idempotence_and_exit_codes(model: Path, tmp_path:
                                   "--out", str(tmp_path / "x.parquet")])
     assert missing.exit_code == 2 and not (tmp_path / "x.parquet").exists()
     assert not (tmp_path / "x.parquet.manifest.json").exists()
+
+
+def test_threshold_and_denoise_parameters_have_options(tmp_path: Path, flat) -> None:  # noqa: ANN001
+    data = _series(tmp_path / "train.csv")
+    fitted = {}
+    for extra in (["--threshold", "percentile", "--threshold-q", "90"],
+                  ["--threshold", "percentile", "--threshold-q", "99.9"],
+                  ["--threshold", "contamination", "--contamination", "0.2", "--denoise", "gaussian",
+                   "--noise-level", "0.3", "--margin", "1.5"]):
+        out = tmp_path / f"m{len(fitted)}"
+        result = runner.invoke(app, ["tsad", "train", "--data", str(data), "--out", str(out), *TRAIN_ARGS, *extra])
+        assert result.exit_code == 0, result.output
+        params = json.loads((out / "config.json").read_text())["extras"]
+        fitted[" ".join(extra)] = params
+    q90, q999, cont = fitted.values()
+    assert q90["params"]["config"]["threshold"]["q"] == 90.0
+    assert q90["threshold"]["threshold_"] < q999["threshold"]["threshold_"]
+    assert cont["params"]["config"]["network"] == {**cont["params"]["config"]["network"], "denoise": "gaussian",
+                                                    "noise_level": 0.3}
+    assert cont["params"]["config"]["threshold"]["margin"] == 1.5
+    for extra, message in ((["--threshold-q", "95"], "--threshold-q applies to --threshold percentile, not max"),
+                           (["--threshold", "pot", "--contamination", "0.1"], "--contamination applies to"),
+                           (["--noise-level", "0.2"], "--noise-level applies with --denoise"),
+                           (["--threshold", "percentile", "--threshold-q", "120"], "--threshold-q is out of range")):
+        result = runner.invoke(app, ["tsad", "train", "--data", str(data), "--out", str(tmp_path / "bad"),
+                                     *TRAIN_ARGS, *extra])
+        assert result.exit_code == 2 and message in flat(result.output), (extra, result.output)
+        assert not (tmp_path / "bad").exists()

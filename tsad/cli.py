@@ -84,9 +84,23 @@ def train(
     model: Annotated[ModelChoice, typer.Option("--model", help="Network variant: " + _VARIANT_HELP + ".")] = "conv",
     denoise: Annotated[DenoiseChoice | None, typer.Option("--denoise", help="Train as a denoising AE with this "
                                                           "corruption.")] = None,
+    noise_level: Annotated[float | None, typer.Option("--noise-level", help="With --denoise: the corruption's "
+                                                      "strength (gaussian: std in scaled units; mask/dropout: the "
+                                                      "fraction of values hidden). Default 0.1.")] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Maximum training epochs (early stopping on).")] = 50,
     threshold: Annotated[ThresholdChoice, typer.Option("--threshold", help="max (largest training error), "
-                                                       "percentile, contamination or pot (extreme value).")] = "max",
+                                                       "percentile (--threshold-q), contamination "
+                                                       "(--contamination) or pot (extreme value, --risk).")] = "max",
+    threshold_q: Annotated[float | None, typer.Option(
+        "--threshold-q", help="With --threshold percentile: the percentile of training scores, in (0, 100]. "
+        "Default 99.")] = None,
+    contamination: Annotated[float | None, typer.Option("--contamination", help="With --threshold contamination: "
+                                                        "the fraction of training windows expected above the "
+                                                        "threshold, in (0, 0.5). Default 0.01.")] = None,
+    risk: Annotated[float | None, typer.Option("--risk", help="With --threshold pot: the probability of a normal "
+                                               "score exceeding the threshold, in (0, 0.1). Default 0.001.")] = None,
+    margin: Annotated[float | None, typer.Option("--margin", help="Multiply the fitted threshold by this (> 0), for "
+                                                 "any rule. Default 1.")] = None,
     smooth: Annotated[int, typer.Option("--smooth", help="Average each score over the last N rows (causal): "
                                         "favours lasting deviations over one-row spikes.")] = 1,
     duplicates: DuplicatesOpt = DEFAULT_DUPLICATES,
@@ -102,9 +116,18 @@ def train(
     from tsad.detector import WindowDetector
 
     setup_logging(quiet, verbose)
+    rule = _value(threshold)
+    for option, value, needs in (("--threshold-q", threshold_q, "percentile"),
+                                 ("--contamination", contamination, "contamination"), ("--risk", risk, "pot")):
+        if value is not None and rule != needs:
+            raise UserError(f"{option} applies to --threshold {needs}, not {rule}")
+    if noise_level is not None and denoise is None:
+        raise UserError("--noise-level applies with --denoise")
     config = DetectorConfig(window=window, stride=stride).updated({
-        "network.kind": _value(model), "network.denoise": _value(denoise), "training.epochs": epochs,
-        "threshold.rule": _value(threshold), "scoring.smooth": smooth})
+        "network.kind": _value(model), "network.denoise": _value(denoise), "network.noise_level": noise_level,
+        "training.epochs": epochs, "threshold.rule": rule, "threshold.q": threshold_q,
+        "threshold.contamination": contamination, "threshold.risk": risk, "threshold.margin": margin,
+        "scoring.smooth": smooth})
     config.validate()  # before reading the data
     series = _load(data, time_col, _cols(value_cols), _value(duplicates))
     det = WindowDetector(config, seed=seed, device=device, progress=not quiet)

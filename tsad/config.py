@@ -18,6 +18,7 @@ from core.train import TrainConfig
 
 CONFIG_VERSION = 2  # 1: the flat keyword list of WindowDetector before nested configs
 THRESHOLD_RULES = ("max", "percentile", "contamination", "pot")
+MAX_ROWS = 100_000  # window and smoothing lengths: beyond this a "row of history" is surely a mistake
 _TRAIN_RUNTIME = ("device", "progress", "description", "seed")  # set by the estimator at fit time
 
 
@@ -84,6 +85,14 @@ class DetectorConfig:
             raise UserError("--epochs must be at least 1")
         if self.scoring.smooth < 1:
             raise UserError("--smooth must be at least 1")
+        if self.window > MAX_ROWS or self.scoring.smooth > MAX_ROWS:
+            raise UserError(f"--window and --smooth must be at most {MAX_ROWS}")
+        t = self.threshold
+        for name, ok in (("--threshold-q", 0 < t.q <= 100), ("--contamination", 0 < t.contamination < 0.5),
+                         ("--risk", 0 < t.risk < 0.1), ("--margin", t.margin > 0),
+                         ("--noise-level", 0 <= self.network.noise_level <= 10)):
+            if not ok:
+                raise UserError(f"{name} is out of range; see `ae tsad train --help`")
         tail = self.scoring.causal_tail
         if tail is not None and not 1 <= tail <= self.window:
             raise UserError("causal_tail must be between 1 and the window length")

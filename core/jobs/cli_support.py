@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from core.errors import UserError
+from core.errors import UnavailableError, UserError
 from core.jobs.manifest import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE  # noqa: F401 - re-exported
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,6 +64,8 @@ def cli_errors(fn: F) -> F:
             raise
         except UserError as exc:
             raise fail(str(exc), EXIT_USAGE) from None
+        except UnavailableError as exc:
+            raise fail(str(exc), EXIT_FAILURE) from None
         except FileNotFoundError as exc:
             raise fail(f"file not found: {exc.filename or exc}", EXIT_USAGE) from None
         except PermissionError as exc:
