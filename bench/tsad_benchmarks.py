@@ -34,7 +34,7 @@ def main() -> None:
             for seed in seeds:
                 out = Path(d) / f"{bench}-{seed}.json"
                 t0 = time.perf_counter()
-                subprocess.run([sys.executable, "-c", "from cli import app; app()", "tsad", "evaluate",
+                subprocess.run([sys.executable, "-c", "from cli import main; main()", "tsad", "evaluate",
                                 "--benchmark", bench, "--json", str(out), "--quiet", "--device", args.device,
                                 "--seed", str(seed)], cwd=ROOT, check=True)
                 doc = json.loads(out.read_text())

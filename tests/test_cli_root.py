@@ -91,3 +91,26 @@ def test_demo_without_data_or_network_says_what_to_download(tmp_path: Path,
     assert result.exit_code == 1
     assert "ml-100k.zip" in result.output and str(tmp_path / "empty") in result.output
     assert not (tmp_path / "demo").exists()
+
+
+def test_the_ae_program_flushes_its_output_and_keeps_the_exit_code(tmp_path: Path) -> None:
+    """`cli.main` skips the interpreter's teardown (slow with torch loaded): what a command printed
+    must still arrive, and its exit code must be kept."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+
+    def ae(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", "from cli import main; main()", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    listed = ae("data", "list")
+    assert listed.returncode == 0 and "ml-100k" in listed.stdout
+    bad = ae("tsad", "detect", "--model", str(tmp_path / "none"), "--data", str(tmp_path / "none.csv"),
+             "--out", str(tmp_path / "o.csv"))
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and "Traceback" not in bad.stderr
+    usage = ae("tsad", "detect", "--no-such-option")
+    assert usage.returncode == 2 and "No such option" in usage.stderr

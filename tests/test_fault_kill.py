@@ -24,7 +24,7 @@ TRIALS = 3
 
 
 def _ae(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from cli import app; app()", *args]
+    return [sys.executable, "-c", "from cli import main; main()", *args]
 
 
 def _env() -> dict[str, str]:

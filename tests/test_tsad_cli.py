@@ -180,7 +180,7 @@ def test_monitor_kill_and_resume_gives_the_same_alerts(model: Path, tmp_path: Pa
     assert expected.count("\n") >= 3
 
     state, alerts = tmp_path / "state.json", tmp_path / "resumed.jsonl"
-    cmd = [sys.executable, "-c", "from cli import app; app()", "tsad", "monitor", "--model", str(model),
+    cmd = [sys.executable, "-c", "from cli import main; main()", "tsad", "monitor", "--model", str(model),
            "--input", str(data), "--alerts", str(alerts), "--state", str(state), "--checkpoint-every", "200",
            "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
