@@ -109,7 +109,7 @@ def test_the_readme_pipe_runs_verbatim_and_alerts_arrive_while_it_runs(model: Pa
 
 def test_sigterm_on_an_idle_pipe_saves_state_and_exits_0_within_a_second(model: Path, tmp_path: Path) -> None:
     state, alerts = tmp_path / "mon.state", tmp_path / "alerts.jsonl"
-    proc = subprocess.Popen([sys.executable, "-c", "from cli import app; app()", "tsad", "monitor", "--model",
+    proc = subprocess.Popen([sys.executable, "-c", "from cli import main; main()", "tsad", "monitor", "--model",
                              str(model), "--alerts", str(alerts), "--state", str(state)],
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
     try:
@@ -175,3 +175,20 @@ def test_status_file_reports_progress(model: Path, tmp_path: Path) -> None:
     assert status["records"] == 120 and status["rejected"] == 0 and status["alerts"] == 1
     assert status["last_timestamp"].startswith("2024-01-01T09:55") and status["records_per_second"] > 0
     assert status["lag_seconds"] > 0
+
+
+def test_nothing_the_monitor_keeps_grows_with_the_records(model: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The soak bench found per-record latencies kept forever (38 MB per million records)."""
+    from tsad import monitor as mon
+
+    monkeypatch.setattr(mon, "LATENCIES_KEPT", 50)
+    data = tmp_path / "d.csv"
+    data.write_text("timestamp,v0\n" + _rows(0, 400, spike=(200, 206)))
+    m = mon.Monitor(model, str(data), alerts=str(tmp_path / "a.jsonl"), state_path=tmp_path / "s.state",
+                    checkpoint_every=100)
+    stats = m.run()
+    assert stats.records == 400 and len(stats.latencies_ms) == 50
+    state = json.loads((tmp_path / "s.state").read_text())
+    assert len(state["buffer"]) <= m.detector.context_rows and len(state["rejected_lines"]) <= mon.FIRST_REJECTED
+    assert all(len(v) <= m.detector.context_rows + 1000 for v in state["alerting"].values())

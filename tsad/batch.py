@@ -96,15 +96,18 @@ def causal_ingest(det: WindowDetector, key_col: str | None = None, duplicates: s
     return CausalIngest(model_layout(det, key_col), start_values(det), duplicates, source)
 
 
-def score_after(det: WindowDetector, context: np.ndarray, values: np.ndarray) -> tuple[Scores, np.ndarray]:
-    """Causal scores of new (filled, non-empty) rows given the filled rows before them; returns the
-    new rows' scores and the context for the next call (the last `context_rows` rows)."""
+def score_after(det: WindowDetector, context: np.ndarray, values: np.ndarray,
+                alerting: dict[str, Any]) -> tuple[Scores, np.ndarray, dict[str, Any]]:
+    """Causal scores and alerts of new (filled, non-empty) rows given the filled rows before them
+    and the alerting state they left; returns the new rows' scores, the context for the next call
+    (the last `context_rows` rows) and the next alerting state."""
     data = np.vstack([context, values]) if len(context) else values
-    result = det.score(data)
+    result = det.raw_score(data)
     n = len(values)
     tail = dataclasses.replace(result, score=result.score[-n:], score_prob=result.score_prob[-n:],
                                is_anomaly=result.is_anomaly[-n:], contributions=result.contributions[-n:])
-    return tail, data[max(0, len(data) - det.context_rows):]
+    tail, alerting = det.alert(tail, values, alerting)
+    return tail, data[max(0, len(data) - det.context_rows):], alerting
 
 
 class CausalScorer:
@@ -116,18 +119,19 @@ class CausalScorer:
         self.det = det
         self.ingest = causal_ingest(det, key_col, duplicates, source)
         self.context = np.empty((0, len(det.channel_names_)))
+        self.alerting = det.alerting_.fresh_state()
         self.history = 0  # rows accepted by this series so far, earlier runs included
 
     def push(self, rows: Rows) -> tuple[Accepted, Scores | None, list[Rejected]]:
         """Screen, fill and score a batch; on a bad input (UserError) the scorer is left as it was, so
         a saved state never runs ahead of the rows written."""
-        before = (self.ingest.state(), self.context, self.history)
+        before = (self.ingest.state(), self.context, self.history, self.alerting)
         try:
             accepted, rejected = self.ingest.push(rows)
             return accepted, self._score(accepted), rejected
         except UserError:
             self.ingest.restore(before[0])
-            self.context, self.history = before[1], before[2]
+            self.context, self.history, self.alerting = before[1], before[2], before[3]
             raise
 
     def flush(self) -> tuple[Accepted, Scores | None]:
@@ -138,18 +142,20 @@ class CausalScorer:
     def _score(self, accepted: Accepted) -> Scores | None:
         if not len(accepted):
             return None
-        scores, self.context = score_after(self.det, self.context, accepted.values)
+        scores, self.context, self.alerting = score_after(self.det, self.context, accepted.values, self.alerting)
         self.history += len(accepted)
         return scores
 
     def state(self) -> dict[str, Any]:
-        return {"ingest": self.ingest.state(), "context": self.context.tolist(), "history": self.history}
+        return {"ingest": self.ingest.state(), "context": self.context.tolist(), "history": self.history,
+                "alerting": self.alerting}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.ingest.restore(state["ingest"])
         context = np.asarray(state["context"], dtype=float)
         self.context = context.reshape(len(context), len(self.det.channel_names_))
         self.history = int(state.get("history", len(context)))
+        self.alerting = state.get("alerting") or self.det.alerting_.fresh_state()
         self.ingest.resume()
         self.ingest.counts = GapCounts()  # the manifest counts this run's fills
 
@@ -215,6 +221,8 @@ def scores_frame(series: Series, result: Scores, contributions: bool = True) -> 
         frame[name] = series.values[:, i]
     frame["score"] = result.score
     frame["score_prob"] = np.where(np.isfinite(result.score), result.score_prob, np.nan)  # empty like the score
+    if result.alert_score is not None:  # adaptive or spot alerting: what decided is_anomaly
+        frame["alert_score"] = result.alert_score
     frame["is_anomaly"] = result.is_anomaly
     if contributions and len(series.channels) > 1:
         for i, name in enumerate(series.channels):

@@ -21,7 +21,8 @@ from core.jobs.cli_support import (
     echo_table,
     setup_logging,
 )
-from tsad.config import BENCHMARKS, THRESHOLD_RULES, DetectorConfig, preset
+from tsad.alerting import MODES as ALERTING_MODES
+from tsad.config import BENCHMARKS, PRESETS, THRESHOLD_RULES, DetectorConfig, preset
 from tsad.ingest import DEFAULT_DUPLICATES, DUPLICATES
 from tsad.variants import VARIANTS
 
@@ -46,6 +47,8 @@ ModelChoice = choice_enum("ModelChoice", VARIANTS)
 DenoiseChoice = choice_enum("DenoiseChoice", CORRUPTIONS)
 ThresholdChoice = choice_enum("ThresholdChoice", THRESHOLD_RULES)
 BenchmarkChoice = choice_enum("BenchmarkChoice", BENCHMARKS)
+PresetChoice = choice_enum("PresetChoice", tuple(PRESETS))
+AlertingChoice = choice_enum("AlertingChoice", ALERTING_MODES)
 _VARIANT_HELP = "; ".join(f"{v.name} ({v.help})" for v in VARIANTS.values())
 
 
@@ -79,18 +82,23 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
     time_col: TimeColOpt = None,
     value_cols: ValueColsOpt = None,
-    window: Annotated[int, typer.Option("--window", help="Window length in rows.")] = 288,
-    stride: Annotated[int, typer.Option("--stride", help="Step between training windows.")] = 1,
-    model: Annotated[ModelChoice, typer.Option("--model", help="Network variant: " + _VARIANT_HELP + ".")] = "conv",
+    preset_name: Annotated[PresetChoice | None, typer.Option(
+        "--preset", help="Start from a benchmark's settings (alerting included): what `evaluate --benchmark` "
+        "measures; the options below override them.")] = None,
+    window: Annotated[int | None, typer.Option("--window", help="Window length in rows. Default 288.")] = None,
+    stride: Annotated[int | None, typer.Option("--stride", help="Step between training windows. Default 1.")] = None,
+    model: Annotated[ModelChoice | None, typer.Option("--model", help="Network variant: " + _VARIANT_HELP +
+                                                      ". Default conv.")] = None,
     denoise: Annotated[DenoiseChoice | None, typer.Option("--denoise", help="Train as a denoising AE with this "
                                                           "corruption.")] = None,
     noise_level: Annotated[float | None, typer.Option("--noise-level", help="With --denoise: the corruption's "
                                                       "strength (gaussian: std in scaled units; mask/dropout: the "
                                                       "fraction of values hidden). Default 0.1.")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Maximum training epochs (early stopping on).")] = 50,
-    threshold: Annotated[ThresholdChoice, typer.Option("--threshold", help="max (largest training error), "
-                                                       "percentile (--threshold-q), contamination "
-                                                       "(--contamination) or pot (extreme value, --risk).")] = "max",
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum training epochs (early stopping on). "
+                                               "Default 50.")] = None,
+    threshold: Annotated[ThresholdChoice | None, typer.Option(
+        "--threshold", help="max (largest training error; the default), percentile (--threshold-q), contamination "
+        "(--contamination) or pot (extreme value, --risk).")] = None,
     threshold_q: Annotated[float | None, typer.Option(
         "--threshold-q", help="With --threshold percentile: the percentile of training scores, in (0, 100]. "
         "Default 99.")] = None,
@@ -101,6 +109,19 @@ def train(
                                                "score exceeding the threshold, in (0, 0.1). Default 0.001.")] = None,
     margin: Annotated[float | None, typer.Option("--margin", help="Multiply the fitted threshold by this (> 0), for "
                                                  "any rule. Default 1.")] = None,
+    alerting: Annotated[AlertingChoice | None, typer.Option(
+        "--alerting", help="How scores become alerts, saved with the model and applied by detect, score, monitor "
+        "and evaluate alike: threshold (the fixed --threshold; the default), adaptive (the error's rolling "
+        "likelihood and onsets, follows drift; --level-check, --cutoff) or spot (streaming extreme-value tail "
+        "updated as data arrives; --spot-risk).")] = None,
+    level_check: Annotated[bool | None, typer.Option(
+        "--level-check/--no-level-check", help="With --alerting adaptive: also alert on shifts of the values' "
+        "level (rolling z-score).")] = None,
+    cutoff: Annotated[float | None, typer.Option("--cutoff", help="With --alerting adaptive: alert when the "
+                                                 "squashed likelihood reaches this, in (0, 1). Default 0.5.")] = None,
+    spot_risk: Annotated[float | None, typer.Option("--spot-risk", help="With --alerting spot: the probability of a "
+                                                    "normal error above the alert level, in (0, 0.1). "
+                                                    "Default 1e-4.")] = None,
     smooth: Annotated[int, typer.Option("--smooth", help="Average each score over the last N rows (causal): "
                                         "favours lasting deviations over one-row spikes.")] = 1,
     duplicates: DuplicatesOpt = DEFAULT_DUPLICATES,
@@ -116,18 +137,25 @@ def train(
     from tsad.detector import WindowDetector
 
     setup_logging(quiet, verbose)
-    rule = _value(threshold)
-    for option, value, needs in (("--threshold-q", threshold_q, "percentile"),
-                                 ("--contamination", contamination, "contamination"), ("--risk", risk, "pot")):
-        if value is not None and rule != needs:
-            raise UserError(f"{option} applies to --threshold {needs}, not {rule}")
-    if noise_level is not None and denoise is None:
+    base = preset(_value(preset_name)) if preset_name is not None else DetectorConfig()
+    rule = _value(threshold) or base.threshold.rule
+    mode = _value(alerting) or base.alerting.mode
+    for option, value, needs, chosen in (
+            ("--threshold-q", threshold_q, "percentile", rule),
+            ("--contamination", contamination, "contamination", rule),
+            ("--risk", risk, "pot", rule), ("--level-check", level_check, "adaptive", mode),
+            ("--cutoff", cutoff, "adaptive", mode), ("--spot-risk", spot_risk, "spot", mode)):
+        if value is not None and chosen != needs:
+            flag = "--threshold" if option in ("--threshold-q", "--contamination", "--risk") else "--alerting"
+            raise UserError(f"{option} applies to {flag} {needs}, not {chosen}")
+    if noise_level is not None and denoise is None and base.network.denoise is None:
         raise UserError("--noise-level applies with --denoise")
-    config = DetectorConfig(window=window, stride=stride).updated({
-        "network.kind": _value(model), "network.denoise": _value(denoise), "network.noise_level": noise_level,
-        "training.epochs": epochs, "threshold.rule": rule, "threshold.q": threshold_q,
-        "threshold.contamination": contamination, "threshold.risk": risk, "threshold.margin": margin,
-        "scoring.smooth": smooth})
+    config = base.updated({
+        "window": window, "stride": stride, "network.kind": _value(model), "network.denoise": _value(denoise),
+        "network.noise_level": noise_level, "training.epochs": epochs, "threshold.rule": rule,
+        "threshold.q": threshold_q, "threshold.contamination": contamination, "threshold.risk": risk,
+        "threshold.margin": margin, "scoring.smooth": smooth, "alerting.mode": mode, "alerting.level": level_check,
+        "alerting.cutoff": cutoff, "alerting.risk": spot_risk})
     config.validate()  # before reading the data
     series = _load(data, time_col, _cols(value_cols), _value(duplicates))
     det = WindowDetector(config, seed=seed, device=device, progress=not quiet)

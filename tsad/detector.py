@@ -37,6 +37,7 @@ from core.losses import BetaSchedule
 from core.objective import ReconstructionObjective
 from core.train import History, Trainer
 from core.typecheck import check_field_types
+from tsad.alerting import alerting_from_dict, fit_alerting
 from tsad.config import CONFIG_VERSION, DetectorConfig, from_dict, from_flat_v1
 from tsad.datasets import Series
 from tsad.thresholds import TailCalibrator, Threshold
@@ -55,6 +56,7 @@ class Scores:
     is_anomaly: np.ndarray  # (n,) bool
     contributions: np.ndarray  # (n, channels), rows sum to 1 where scored
     points_per_second: float = 0.0
+    alert_score: np.ndarray | None = None  # (n,) what the alerting compares (tsad.alerting)
 
 
 def trailing_mean(x: np.ndarray, span: int) -> np.ndarray:
@@ -141,6 +143,7 @@ class WindowDetector(Estimator):
         self.threshold_ = Threshold(name=th.rule, q=th.q, rate=th.contamination, risk=th.risk,
                                     margin=th.margin).fit(finite)
         self.calibrator_ = TailCalibrator().fit(finite)
+        self.alerting_ = fit_alerting(cfg.alerting, self.threshold_.threshold_, finite, len(values))
         self.train_stats_ = {"rows": int(len(values)), "windows": int(len(windows)),
                              "score_median": float(np.median(finite)), "score_max": float(finite.max())}
         return self
@@ -203,7 +206,29 @@ class WindowDetector(Estimator):
         return Scores(score, np.zeros(n), np.zeros(n, dtype=bool), contributions, n / max(elapsed, 1e-9))
 
     def score(self, data: np.ndarray | Series, mode: str = "causal") -> Scores:
-        """Per-timestamp anomaly scores (higher = more anomalous), probabilities and alerts."""
+        """Per-timestamp anomaly scores (higher = more anomalous), probabilities and alerts, for a
+        series from its first row (the saved alerting starts fresh)."""
+        values = self._values(data)
+        result, _ = self.alert(self.raw_score(values, mode), values, self.alerting_.fresh_state())
+        return result
+
+    def raw_score(self, data: np.ndarray | Series, mode: str = "causal") -> Scores:
+        """Scores and probabilities only; `is_anomaly` is left False (see `alert`)."""
+        values = self._values(data)
+        result = self._score_scaled(self.scaler_.transform(values), mode)
+        result.score_prob = np.nan_to_num(self.calibrator_.transform(result.score), nan=0.0)
+        return result
+
+    def alert(self, result: Scores, values: np.ndarray, state: dict[str, Any]) -> tuple[Scores, dict[str, Any]]:
+        """Apply the saved alerting to consecutive rows after `state` (tsad.alerting): sets
+        `alert_score` and `is_anomaly`, returns the state for the rows that follow."""
+        alert_score, flags, state = self.alerting_.apply(
+            result.score, self.calibrator_.surprise(result.score), np.asarray(values, dtype=float), state)
+        result.is_anomaly = np.asarray(flags, dtype=bool)
+        result.alert_score = None if self.alerting_.mode == "threshold" else alert_score  # there: the score itself
+        return result, state
+
+    def _values(self, data: np.ndarray | Series) -> np.ndarray:
         self.check_fitted()
         values = data.values if isinstance(data, Series) else np.asarray(data, dtype=float)
         if values.ndim == 1:
@@ -211,17 +236,14 @@ class WindowDetector(Estimator):
         if values.shape[1] != len(self.channel_names_):
             raise UserError(f"data has {values.shape[1]} value column(s); the model was trained on "
                             f"{len(self.channel_names_)} ({', '.join(self.channel_names_)})")
-        result = self._score_scaled(self.scaler_.transform(values), mode)
-        prob = self.calibrator_.transform(result.score)
-        result.score_prob = np.nan_to_num(prob, nan=0.0)
-        result.is_anomaly = np.nan_to_num(result.score, nan=-np.inf) > self.threshold_.threshold_
-        return result
+        return values
 
     # ------------------------------------------------------------------------------ persistence
     def _fitted_state(self) -> FittedState:
         extras = {"config_version": CONFIG_VERSION, "scaler": self.scaler_.to_dict(), "channels": self.channel_names_,
                   "time_col": self.time_col_, "threshold": self.threshold_.to_dict(),
-                  "calibrator": self.calibrator_.to_dict(), "train_stats": self.train_stats_,
+                  "calibrator": self.calibrator_.to_dict(), "alerting": self.alerting_.to_dict(),
+                  "train_stats": self.train_stats_,
                   "history": self.history_.to_dict()}
         return FittedState(self.module_, extras)
 
@@ -245,6 +267,7 @@ class WindowDetector(Estimator):
         self.time_col_ = ex.get("time_col")
         self.threshold_ = Threshold.from_dict(ex["threshold"])
         self.calibrator_ = TailCalibrator.from_dict(ex["calibrator"])
+        self.alerting_ = alerting_from_dict(self.config.alerting, self.threshold_.threshold_, ex.get("alerting"))
         self.train_stats_ = ex.get("train_stats", {})
         self.history_ = History.from_dict(ex["history"]) if "history" in ex else History()
         self._net = as_window_model(get_variant(self.config.network.kind), self.module_, len(self.channel_names_),

@@ -4,6 +4,7 @@ same call on the same splits."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -19,11 +20,11 @@ from core.errors import UserError
 from core.jobs.atomic import atomic_path, atomic_write_text
 from core.jobs.progress import track
 from tsad import metrics as M
+from tsad.alerting import AdaptiveAlerting, squash
 from tsad.baselines import IsolationForestBaseline, PCABaseline, RollingZScore
 from tsad.config import BENCHMARKS, DetectorConfig
 from tsad.datasets import Series, iter_msl, iter_nab, iter_skab
 from tsad.detector import WindowDetector, trailing_mean
-from tsad.postprocess import nab_anomaly_score, squash
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,10 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 # ------------------------------------------------------------------------------------------ NAB
 def evaluate_nab(data_dir: Path, make: Callable[[], WindowDetector], out: Path | None = None,
                  limit: int | None = None, progress: bool = False) -> EvalResult:
-    """Scores each file causally with the autoencoder's error likelihood combined with a level check
-    (the value's rolling z-score, see tsad.postprocess); the autoencoder without the level check is
-    reported as an ablation, the level check alone is the windowed-gaussian baseline."""
+    """Scores each file causally through the detector's saved alerting, exactly as `detect`, `score`
+    and `monitor` do: with the nab preset, `adaptive` (the error's likelihood combined with a level
+    check, see tsad.alerting). The same alerting without the level check is reported as an ablation,
+    the level check alone is the windowed-gaussian baseline."""
     t0 = time.perf_counter()
     series = list(iter_nab(data_dir))[:limit]
     ours, alone, base = [], [], []
@@ -65,11 +67,13 @@ def evaluate_nab(data_dir: Path, make: Callable[[], WindowDetector], out: Path |
         raw = det.score(s.values)
         score_seconds += time.perf_counter() - t1
         points += len(s)
+        anomaly = raw.alert_score if raw.alert_score is not None else det.calibrator_.transform(raw.score)
+        ours.append(M.NabFile(np.nan_to_num(anomaly, nan=0.0), s.windows))
         surprise = det.calibrator_.surprise(raw.score)
+        without = dataclasses.replace(det.config.alerting, mode="adaptive", level=False)
+        alone.append(M.NabFile(AdaptiveAlerting(without, max(100, p)).apply(
+            raw.score, surprise, s.values, {})[0], s.windows))
         level = RollingZScore.surprise(RollingZScore(window=max(100, p)).score(s.values))
-        anomaly = nab_anomaly_score(surprise, level=level)
-        ours.append(M.NabFile(anomaly, s.windows))
-        alone.append(M.NabFile(nab_anomaly_score(surprise), s.windows))
         base.append(M.NabFile(squash(level), s.windows))
         if out is not None:
             frame = pd.DataFrame({"timestamp": s.timestamps.strftime("%Y-%m-%d %H:%M:%S"), "value": s.values[:, 0],

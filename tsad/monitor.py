@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 
 FIRST_REJECTED = 10  # rejected line numbers kept for the summary
+LATENCIES_KEPT = 100_000  # per-record scoring latencies kept for percentiles (benchmarks)
 
 
 @dataclass
@@ -53,7 +55,8 @@ class MonitorStats:
     rejected: int = 0
     alerts: int = 0
     seconds: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
+    # the latest LATENCIES_KEPT per-record latencies: a monitor runs for weeks, so nothing per record may grow
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCIES_KEPT))
     rejected_lines: list[int] = field(default_factory=list)  # the first FIRST_REJECTED
     filled: int = 0  # missing readings filled by the gap policy
     skipped: int = 0  # records at or before the checkpoint, seen by an earlier run
@@ -158,7 +161,7 @@ class Monitor:
                                    start=start_values(self.detector),
                                    source="stdin" if input_path in (None, "-") else input_path,
                                    duplicates=duplicates, columns=columns)
-        self.debouncer = AlertDebouncer(cooldown, self.detector.threshold_.threshold_)
+        self.debouncer = AlertDebouncer(cooldown, self.detector.alerting_.describe())
         self.state = MonitorState(model_hash=self.model_hash, input_path=input_path)
         resume = self.state_path is not None and self.state_path.exists()
         if resume:
@@ -173,6 +176,7 @@ class Monitor:
         keep, c = self.detector.context_rows, len(self.detector.channel_names_)
         buffer = np.asarray(self.state.buffer, dtype=float).reshape(-1, c)
         self.buffer = buffer[max(0, len(buffer) - keep):]
+        self.alerting = self.state.alerting or self.detector.alerting_.fresh_state()
         self.stats = MonitorStats(records=self.state.records, rejected=self.state.rejected,
                                   rejected_lines=list(self.state.rejected_lines),
                                   filled=self.parser.causal.counts.missing)
@@ -280,7 +284,7 @@ class Monitor:
     def _score_accepted(self, accepted: Accepted, arrival: dict[int, float]) -> None:
         if not len(accepted):
             return
-        result, self.buffer = score_after(self.detector, self.buffer, accepted.values)
+        result, self.buffer, self.alerting = score_after(self.detector, self.buffer, accepted.values, self.alerting)
         done = time.perf_counter()
         names = self.detector.channel_names_
         for j, line_no in enumerate(accepted.line_no.tolist()):
@@ -292,8 +296,12 @@ class Monitor:
             order = np.argsort(-np.nan_to_num(contrib, nan=0.0))[: self.top_channels]
             top = [names[i] for i in order if np.isfinite(contrib[i]) and contrib[i] > 0]
             if self.scores is not None:
-                self.scores.write({"event": "score", "timestamp": when, "line": line_no, "score": score,
-                                   "score_prob": prob, "is_anomaly": flag})
+                line = {"event": "score", "timestamp": when, "line": line_no, "score": score, "score_prob": prob,
+                        "is_anomaly": flag}
+                if result.alert_score is not None:
+                    a = float(result.alert_score[j])
+                    line["alert_score"] = a if np.isfinite(a) else None
+                self.scores.write(line)
             alert = self.debouncer.update(index, when, score or 0.0, prob or 0.0, flag, top)
             if alert:
                 self._emit_alert(alert)
@@ -315,7 +323,7 @@ class Monitor:
             return
         st = self.state
         st.records, st.rejected, st.rejected_lines = self.stats.records, self.stats.rejected, self.stats.rejected_lines
-        st.buffer = self.buffer.tolist()
+        st.buffer, st.alerting = self.buffer.tolist(), self.alerting
         st.parser, st.debouncer = self.parser.state(), self.debouncer.state()
         st.alerts_bytes = self.alerts.size()
         st.scores_bytes = self.scores.size() if self.scores else None

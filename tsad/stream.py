@@ -360,6 +360,7 @@ class MonitorState:
     buffer: list[list[float]] = field(default_factory=list)
     parser: dict[str, Any] = field(default_factory=dict)
     debouncer: dict[str, Any] = field(default_factory=dict)
+    alerting: dict[str, Any] = field(default_factory=dict)  # the saved alerting's rolling state
     alerts_bytes: int | None = None
     scores_bytes: int | None = None
     version: int = STATE_VERSION
