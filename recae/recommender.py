@@ -97,7 +97,8 @@ class AutoencoderRecommender(Estimator):
         monitor = self._validation_monitor(*validation) if validation is not None else None
         torch.manual_seed(self.seed)
         self.module_ = spec.build(matrix.shape[1], spec.hidden if self.hidden is None else self.hidden)
-        trainer = Trainer(cfg, spec.objective(self.l2, cfg.epochs))
+        make_trainer = spec.trainer or Trainer  # a model with its own loop (RecVAE) brings it in its entry
+        trainer = make_trainer(cfg, spec.objective(self.l2, cfg.epochs))
         self.history_: History = trainer.fit(self.module_, SparseRows(matrix, spec.inputs), monitor)
         self.module_.eval()
         self._full = None
