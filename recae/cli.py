@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +38,11 @@ def _model_name(value: str) -> str:
         raise typer.BadParameter(str(exc)) from None
 
 
+def _model_or_all(value: str) -> str:
+    """`evaluate --model`: a registry name, or `all` (every model the split can measure)."""
+    return value if value == "all" else _model_name(value)
+
+
 def _names(implicit: bool) -> str:
     return ", ".join(name for name, spec in REGISTRY.items() if spec.implicit == implicit)
 
@@ -46,6 +52,11 @@ DatasetOpt = Annotated[str, typer.Option("--dataset", help="ml-100k, ml-1m (from
 ModelOpt = Annotated[str, typer.Option(
     "--model", parser=_model_name, metavar="[" + "|".join(model_names()) + "]", autocompletion=model_names,
     help=f"{_names(False)} (explicit ratings) or {_names(True)} (implicit, top-N).")]
+EvalModelOpt = Annotated[str, typer.Option(
+    "--model", parser=_model_or_all, metavar="[" + "|".join(model_names()) + "]|all",
+    autocompletion=lambda: (*model_names(), "all"),
+    help=f"{_names(False)} (explicit ratings) or {_names(True)} (implicit, top-N); all: every model the split "
+    "measures, in one table with the baselines.")]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Training epochs (default: the model's recipe).")]
 _FILE = "Ratings file (--dataset FILE)"
 UserColOpt = Annotated[str, typer.Option("--user-col", help="User id column.", rich_help_panel=_FILE)]
@@ -126,9 +137,10 @@ def train(
 @cli_errors
 def evaluate(
     dataset: DatasetOpt = "ml-100k",
-    split: Annotated[str, typer.Option("--split", help="u1…u5, ua, ub (official ML-100K folds), random (90/10) "
-                                       "or users (held-out users, top-N).")] = "u1",
-    model: ModelOpt = "autorec",
+    split: Annotated[str, typer.Option("--split", help="u1…u5, ua, ub (official ML-100K folds), random (90/10), "
+                                       "users (held-out users, top-N, one split) or folds (5 user folds, top-N: "
+                                       "mean ± std and a paired test).")] = "u1",
+    model: EvalModelOpt = "autorec",
     epochs: EpochsOpt = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write metrics and baselines as JSON.")] = None,
     device: DeviceOpt = "auto",
@@ -142,27 +154,74 @@ def evaluate(
 ) -> None:
     """Train and evaluate in one go; prints the model beside baselines computed in the same run.
 
+    Top-N splits tune every baseline (EASE λ, ItemKNN k/shrink, RP3beta α/β) and the autoencoders'
+    epochs on validation users only. --split folds (or --model all) writes `results`, `tuning` and,
+    for top-N, `paired` (best autoencoder vs best baseline, per-user NDCG@100) to --json.
+
     Example: ae recae evaluate --dataset ml-100k --split u1 --model autorec --json u1.json
+
+    Example: ae recae evaluate --dataset ml-100k --split folds --model all --json folds.json
     """
     from core.jobs.atomic import atomic_write_text
-    from recae.evaluate import evaluate_split
+    from recae.evaluate import check_protocol, evaluate_all, evaluate_split
     from recae.recommender import AutoencoderRecommender
 
     setup_logging(quiet)
     if json_out is not None and json_out.parent.exists() and not json_out.parent.is_dir():
         raise UserError(f"cannot write {json_out}")
-    rec = AutoencoderRecommender(model=model, epochs=epochs, device=device, seed=seed, progress=not quiet)
-    result = evaluate_split(rec, dataset, split, seed=seed, user_col=user_col, item_col=item_col,
-                            rating_col=rating_col, time_col=time_col, scale=_rating_scale(rating_scale))
-    keys = list(result["metrics"])
-    rows = [[f"{model} (ours)", *[result["metrics"][k] for k in keys]]]
-    rows += [[name, *[m[k] for k in keys]] for name, m in result["baselines"].items()]
-    echo_table(f"{dataset} split {split}: {model} vs baselines (same run; trained in {result['train_seconds']} s)",
-               ["model", *keys], rows)
-    if json_out is not None:
+    check_protocol(model, split)  # a bad combination fails before any data is read or model trained
+    columns = dict(user_col=user_col, item_col=item_col, rating_col=rating_col, time_col=time_col,
+                   scale=_rating_scale(rating_scale))
+
+    def make_rec(name: str) -> AutoencoderRecommender:
+        return AutoencoderRecommender(model=name, epochs=epochs, device=device, seed=seed, progress=not quiet)
+
+    if model == "all" or split == "folds":
+        doc = {"dataset": dataset, "split": split, "model": model,
+               **evaluate_all(dataset, split, model, make_rec, seed=seed, **columns)}
+        _echo_results(doc)
+    else:
+        result = evaluate_split(make_rec(model), dataset, split, seed=seed, **columns)
+        keys = list(result["metrics"])
+        rows = [[f"{model} (ours)", *[result["metrics"][k] for k in keys]]]
+        rows += [[name, *[m[k] for k in keys]] for name, m in result["baselines"].items()]
+        echo_table(f"{dataset} split {split}: {model} vs baselines (same run; trained in "
+                   f"{result['train_seconds']} s)", ["model", *keys], rows)
         doc = {"dataset": dataset, "split": split, "model": model, **result}
+    if json_out is not None:
         atomic_write_text(json_out, json.dumps(doc, indent=2))
         typer.echo(f"wrote {json_out}")
+
+
+def _echo_results(doc: dict) -> None:
+    """The `results` table (mean ± std over folds where there are folds), the settings chosen on
+    validation users, and the paired comparison."""
+    results, tuning = doc["results"], doc.get("tuning", {})
+    keys = list(next(iter(results.values())))
+    if doc["split"] == "folds":  # mean ± std cells are wide: the JSON has the rest
+        keys = [k for k in keys if k not in ("ndcg@50", "hit@20")]
+
+    def cell(v: object) -> object:
+        return f"{v['mean']:.4f} ± {v['std']:.4f}" if isinstance(v, dict) else v
+
+    def chosen(name: str) -> str:
+        """Each setting chosen, with the number of folds that chose it when there are folds."""
+        picks = Counter(", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.items()) or "-"
+                        for c in tuning[name]["chosen"]) if name in tuning else Counter()
+        if doc["split"] != "folds":
+            return "; ".join(picks)
+        return "; ".join(f"{p} ×{n}" for p, n in picks.most_common())
+
+    rows = [[name, *[cell(m[k]) for k in keys], *([chosen(name)] if tuning else [])] for name, m in results.items()]
+    what = (f"{doc['protocol']['folds']} user folds, mean ± std" if doc["split"] == "folds"
+            else f"split {doc['split']}")
+    echo_table(f"{doc['dataset']} {what}: every model beside the baselines (same run)",
+               ["model", *keys, *(["chosen on validation"] if tuning else [])], rows)
+    paired = doc.get("paired")
+    if paired is not None:
+        typer.echo(f"paired {paired['metric']}: {paired['model']} − {paired['baseline']} = "
+                   f"{paired['mean_difference']:+.4f} (95% CI {paired['ci95'][0]:+.4f} … {paired['ci95'][1]:+.4f}), "
+                   f"Wilcoxon p = {paired['p_value']:.3g} over {paired['users']} users")
 
 
 # an entry's rating follows its last ':'; titles may hold ':' and ',' themselves
