@@ -94,3 +94,11 @@ def test_json_depth_is_bounded_not_a_crash(depth: int) -> None:
     else:
         with pytest.raises(UserError, match="nested"):
             parse_json(text, "x")
+
+
+def test_a_deeply_nested_stream_line_is_rejected_not_a_crash() -> None:
+    from tsad.ingest import Layout, LineSplitter
+
+    split = LineSplitter(Layout(["v"], None), "jsonl", "stdin")
+    assert split.split("[" * 100_000 + "]" * 100_000, 7).reason == "not valid JSON"
+    assert split.split('{"v": 1.5}', 8) == [1.5]

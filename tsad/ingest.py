@@ -60,6 +60,7 @@ import pandas as pd
 
 from core.errors import UserError
 from core.jobs.tables import iter_table_chunks, require_file, separator_of
+from core.jsontext import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -615,8 +616,8 @@ class LineSplitter:
 
     def _json(self, line: str, line_no: int) -> list[Any] | Rejected:
         try:
-            obj = json.loads(line)
-        except ValueError:
+            obj = parse_json(line, "line")
+        except UserError:  # bad syntax, or nested deep enough to overflow the parser
             return Rejected(line_no, "not valid JSON")
         if not isinstance(obj, dict):
             return Rejected(line_no, "JSON line is not an object")
