@@ -216,7 +216,6 @@ class Trainer:
         amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
         history = History()
-        best_loss, best_state, waited = math.inf, None, 0
         n_batches = max(1, train_src.n_batches(cfg.batch_size))
         full_batch = None
         if cfg.optimizer == "lbfgs":  # the whole training set as one batch, moved to the device once
@@ -224,6 +223,7 @@ class Trainer:
         start = time.perf_counter()
         with progress_bar(cfg.progress, with_status=True) as prog:
             task = prog.add_task(cfg.description, total=cfg.epochs, status="") if prog else None
+            best = BestEpoch(cfg, history, monitor, prog, task)
             for epoch in range(cfg.epochs):
                 model.train()
                 if full_batch is not None:
@@ -244,27 +244,9 @@ class Trainer:
                         val_loss = self.evaluate(model, val_src, epoch + 1.0, device)
                     history.val_loss.append(val_loss)
                     monitored = val_loss
-                if monitored < best_loss - cfg.min_delta:
-                    best_loss, waited, history.best_epoch = monitored, 0, epoch
-                    if cfg.patience is not None or cfg.restore_best:
-                        best_state = copy.deepcopy(model.state_dict())
-                else:
-                    waited += 1
-                status = f"loss {train_loss:.4f}" + (f" {_show_val(monitor, history.val_loss[-1])}"
-                                                     if history.val_loss else "")
-                log.debug("epoch %d: %s", epoch + 1, status)
-                if prog:
-                    prog.update(task, advance=1, status=status)
-                if cfg.patience is not None and waited >= cfg.patience:
-                    history.stopped_early = True
-                    log.info("early stop after epoch %d; best epoch %d", epoch + 1, history.best_epoch + 1)
+                if best.end_epoch(model, epoch, train_loss, monitored):
                     break
-            if best_state is not None:
-                model.load_state_dict(best_state)
-                kept = _kept_message(history, monitor)
-                log.info("%s: %s", cfg.description, kept)
-                if prog:
-                    prog.update(task, status=kept)
+            best.finish(model)
         model.eval()
         history.seconds = time.perf_counter() - start
         return history
@@ -336,6 +318,45 @@ class Trainer:
 def _show_val(monitor: Any, loss_like: float) -> str:
     """`val <name> <value>` for a named Monitor (true sign), else the loss-like `val <value>`."""
     return f"val {monitor.show(loss_like)}" if isinstance(monitor, Monitor) else f"val {loss_like:.4f}"
+
+
+class BestEpoch:
+    """What every training loop does after an epoch: note the monitored loss, keep the best
+    weights (with early stopping or `restore_best`), report progress, say when to stop, and at the
+    end restore the best weights and say which epoch was kept ("kept epoch 17 of 40 (val …)")."""
+
+    def __init__(self, config: TrainConfig, history: History, monitor: Any, prog: Any, task: Any) -> None:
+        self.config, self.history, self.monitor, self.prog, self.task = config, history, monitor, prog, task
+        self.best_loss, self.best_state, self.waited = math.inf, None, 0
+
+    def end_epoch(self, model: nn.Module, epoch: int, train_loss: float, monitored: float) -> bool:
+        """Record one epoch (its `train_loss` and `val_loss` already in the history); True: stop now."""
+        cfg, history = self.config, self.history
+        if monitored < self.best_loss - cfg.min_delta:
+            self.best_loss, self.waited, history.best_epoch = monitored, 0, epoch
+            if cfg.patience is not None or cfg.restore_best:
+                self.best_state = copy.deepcopy(model.state_dict())
+        else:
+            self.waited += 1
+        status = f"loss {train_loss:.4f}" + (f" {_show_val(self.monitor, history.val_loss[-1])}"
+                                             if history.val_loss else "")
+        log.debug("epoch %d: %s", epoch + 1, status)
+        if self.prog:
+            self.prog.update(self.task, advance=1, status=status)
+        if cfg.patience is not None and self.waited >= cfg.patience:
+            history.stopped_early = True
+            log.info("early stop after epoch %d; best epoch %d", epoch + 1, history.best_epoch + 1)
+            return True
+        return False
+
+    def finish(self, model: nn.Module) -> None:
+        if self.best_state is None:
+            return
+        model.load_state_dict(self.best_state)
+        kept = _kept_message(self.history, self.monitor)
+        log.info("%s: %s", self.config.description, kept)
+        if self.prog:
+            self.prog.update(self.task, status=kept)
 
 
 def _kept_message(history: History, monitor: Any) -> str:

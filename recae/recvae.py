@@ -27,7 +27,6 @@ others. The prior's frozen encoder is a training device only: it is not part of 
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -42,10 +41,8 @@ from core.errors import UserError
 from core.jobs.progress import progress_bar
 from core.layers import ConfiguredModule
 from core.specs import register_model
-from core.train import History, Monitor, TrainConfig, as_source, make_optimizer, to_device
+from core.train import BestEpoch, History, TrainConfig, as_source, make_optimizer, to_device
 from core.variational import VAEOutput
-
-log = logging.getLogger(__name__)
 
 LOG_2PI = math.log(2 * math.pi)
 PAPER_MIXTURE = (3 / 20, 3 / 4, 1 / 10)  # standard normal, previous-epoch posterior, wide normal
@@ -233,10 +230,10 @@ class AlternatingTrainer:
         prior = self.objective.make_prior(model.encoder).to(device)
         enc_opt, dec_opt = make_optimizer(model.encoder, cfg), make_optimizer(model.decoder, cfg)
         history = History()
-        best_loss, best_state, waited = math.inf, None, 0
         start = time.perf_counter()
         with progress_bar(cfg.progress, with_status=True) as prog:
             task = prog.add_task(cfg.description, total=cfg.epochs, status="") if prog else None
+            best = BestEpoch(cfg, history, val, prog, task)
             for epoch in range(cfg.epochs):
                 model.train()
                 enc_loss, _ = self._passes(model, enc_opt, source, generator, prior, True, epoch, self.encoder_passes)
@@ -250,26 +247,9 @@ class AlternatingTrainer:
                     with torch.no_grad():
                         monitored = float(val(model))
                     history.val_loss.append(monitored)
-                if monitored < best_loss - cfg.min_delta:
-                    best_loss, waited, history.best_epoch = monitored, 0, epoch
-                    if cfg.patience is not None or cfg.restore_best:
-                        best_state = copy.deepcopy(model.state_dict())
-                else:
-                    waited += 1
-                status = f"loss {loss:.4f}" + (f" val {_show(val, history.val_loss[-1])}" if history.val_loss else "")
-                log.debug("epoch %d: %s", epoch + 1, status)
-                if prog:
-                    prog.update(task, advance=1, status=status)
-                if cfg.patience is not None and waited >= cfg.patience:
-                    history.stopped_early = True
-                    log.info("early stop after epoch %d; best epoch %d", epoch + 1, history.best_epoch + 1)
+                if best.end_epoch(model, epoch, loss, monitored):
                     break
-            if best_state is not None:
-                model.load_state_dict(best_state)
-                kept = _kept(history, val)
-                log.info("%s: %s", cfg.description, kept)
-                if prog:
-                    prog.update(task, status=kept)
+            best.finish(model)
         model.eval()
         history.seconds = time.perf_counter() - start
         return history
@@ -298,15 +278,3 @@ class AlternatingTrainer:
                     parts_sum[k] = parts_sum.get(k, 0.0) + v
         return total / max(count, 1), {k: v / max(count, 1) for k, v in parts_sum.items()}
 
-
-def _show(monitor: Any, loss_like: float) -> str:
-    return monitor.show(loss_like) if isinstance(monitor, Monitor) else f"{loss_like:.4f}"
-
-
-def _kept(history: History, monitor: Any) -> str:
-    """Which epoch's weights the model ends with, worded as core.train.Trainer words it."""
-    best = history.best_epoch
-    msg = f"kept epoch {best + 1} of {len(history.train_loss)}"
-    if history.val_loss:
-        return f"{msg} (val {_show(monitor, history.val_loss[best])})"
-    return f"{msg} (loss {history.train_loss[best]:.4f})"

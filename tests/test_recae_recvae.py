@@ -127,7 +127,7 @@ def test_validation_users_keep_the_best_epoch(caplog) -> None:  # noqa: ANN001
     frame = _ratings(n_users=260)
     split = heldout_users_split(frame, n_val_users=30, n_test_users=30, seed=0)
     rec = AutoencoderRecommender(model="recvae", **SMALL)
-    with caplog.at_level("INFO", logger="recae.recvae"):
+    with caplog.at_level("INFO", logger="core.train"):  # the shared BestEpoch says which epoch was kept
         rec.fit(split.train.assign(rating=5.0), validation=(split.val_fold_in, split.val_target))
     h = rec.history_
     assert len(h.val_loss) == 4 and h.best_epoch == int(np.argmin(h.val_loss))
