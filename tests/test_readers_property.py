@@ -102,3 +102,12 @@ def test_a_deeply_nested_stream_line_is_rejected_not_a_crash() -> None:
     split = LineSplitter(Layout(["v"], None), "jsonl", "stdin")
     assert split.split("[" * 100_000 + "]" * 100_000, 7).reason == "not valid JSON"
     assert split.split('{"v": 1.5}', 8) == [1.5]
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "[1, 2]", '{"version": 1, "series": 3}', "{"])
+def test_a_damaged_score_state_is_a_user_error(tmp_path: Path, text: str) -> None:
+    from tsad.batch import STATE_FILE, ScoreState
+
+    (tmp_path / STATE_FILE).write_text(text)
+    with pytest.raises(UserError, match="unreadable"):
+        ScoreState(tmp_path, det=None, model_hash="x", duplicates="first")  # type: ignore[arg-type]

@@ -53,6 +53,7 @@ from core.jobs.hashing import file_digest
 from core.jobs.manifest import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, RunManifest, is_up_to_date, manifest_path_for
 from core.jobs.progress import track
 from core.jobs.tables import TableWriter, check_outputs_apart, expand_inputs
+from core.jsontext import parse_json
 from tsad.datasets import Series
 from tsad.detector import Scores, WindowDetector
 from tsad.ingest import (
@@ -177,9 +178,12 @@ class ScoreState:
         if not file.is_file():
             return
         try:
-            raw = json.loads(file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"state {file} is unreadable: {exc}") from None
+            text = file.read_bytes()
+        except OSError as exc:
+            raise UserError(f"state {file} is unreadable: {exc.strerror}") from None
+        raw = parse_json(text, f"state {file} is unreadable:")
+        if not isinstance(raw, dict) or not isinstance(raw.get("series", {}), dict):
+            raise UserError(f"state {file} is unreadable: not a state written by `ae tsad score`")
         if raw.get("version") != STATE_VERSION:
             raise UserError(f"state {file} has version {raw.get('version')}, expected {STATE_VERSION}")
         if raw.get("model_hash") != model_hash:
