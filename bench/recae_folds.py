@@ -5,7 +5,8 @@ and a paired per-user test of the best autoencoder against the best baseline.
 The folds are fixed (split seed 0); the autoencoders are trained with each of --seeds and reported
 as the median over seeds of the fold mean (and of the fold std), with the seeds' range of NDCG@100;
 the baselines are deterministic and run once. The paired test uses the median seed's run.
-Usage: python bench/recae_folds.py [--seeds 0,1,2] [--device cpu] [--json bench/recae_folds.json]"""
+Seeds are independent runs; --jobs N runs N of them at once in separate processes.
+Usage: python bench/recae_folds.py [--seeds 0,1,2] [--device cpu] [--jobs 1] [--json bench/recae_folds.json]"""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import argparse
 import json
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 
 from _common import data_dir, table
@@ -38,6 +41,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--json", default=str(Path(__file__).with_name("recae_folds.json")))
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -46,11 +50,23 @@ def main() -> None:
     t0 = time.perf_counter()
     base = run_protocol(splits, [], lambda _name: None)
     runs: dict[int, ProtocolResult] = {}
-    for seed in seeds:  # the report is rewritten after every seed, so a cut-short run still leaves one
-        runs[seed] = run_protocol(splits, models, lambda name, seed=seed: AutoencoderRecommender(
-            model=name, device=args.device, seed=seed), baselines=())
-        print(f"seed {seed} done ({time.perf_counter() - t0:.0f} s)", flush=True)
-        report(splits, models, base, runs, args.json, t0)
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_seed, seed, models, args.device): seed for seed in seeds}
+        for fut in as_completed(futures):  # the report is rewritten after every seed: a cut-short run leaves one
+            seed = futures[fut]
+            runs[seed] = fut.result()
+            print(f"seed {seed} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+            report(splits, models, base, dict(sorted(runs.items())), args.json, t0)
+
+
+def run_seed(seed: int, models: list[str], device: str) -> ProtocolResult:
+    """Every autoencoder on every fold with one seed (in its own process when --jobs > 1)."""
+    import torch
+
+    torch.set_num_threads(2)
+    splits = user_folds(load_ml100k(data_dir()), seed=0)
+    return run_protocol(splits, models, lambda name: AutoencoderRecommender(model=name, device=device, seed=seed),
+                        baselines=())
 
 
 def report(splits: list, models: list[str], base: ProtocolResult, runs: dict[int, ProtocolResult], path: str,
