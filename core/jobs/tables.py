@@ -84,8 +84,10 @@ def iter_table_chunks(path: str | os.PathLike[str], chunk_rows: int = 100_000,
             yield batch.to_pandas()
         return
     sep = read_kw.pop("sep", None) or sniff_separator(path)
+    # round_trip: every number reads back exactly as written, on every pandas version (pandas 2's
+    # default parser can be one unit in the last place off, so chunked and whole reads disagreed)
     try:
-        yield from pd.read_csv(path, chunksize=chunk_rows, sep=sep, **read_kw)
+        yield from pd.read_csv(path, chunksize=chunk_rows, sep=sep, float_precision="round_trip", **read_kw)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path} is empty") from None
     except pd.errors.ParserError as exc:
@@ -103,7 +105,7 @@ def read_table(path: str | os.PathLike[str], what: str = "data file") -> pd.Data
         if path.suffix.lower() in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep=sniff_separator(path))
+            frame = pd.read_csv(path, sep=sniff_separator(path), float_precision="round_trip")
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise UserError(f"{path} cannot be read: {str(exc).splitlines()[0]}") from None
     if frame.empty:
