@@ -20,8 +20,9 @@ from core.errors import UserError
 from core.jobs.atomic import atomic_path, atomic_write_text
 from core.jobs.progress import track
 from tsad import metrics as M
-from tsad.alerting import AdaptiveAlerting, squash
-from tsad.baselines import IsolationForestBaseline, PCABaseline, RollingZScore
+from tsad import range_metrics as RM
+from tsad.alerting import AdaptiveAlerting
+from tsad.baselines import IsolationForestBaseline, PCABaseline, RollingZScore, WindowedGaussian
 from tsad.config import BENCHMARKS, DetectorConfig
 from tsad.datasets import Series, iter_msl, iter_nab, iter_skab
 from tsad.detector import WindowDetector, trailing_mean
@@ -54,8 +55,8 @@ def evaluate_nab(data_dir: Path, make: Callable[[], WindowDetector], out: Path |
                  limit: int | None = None, progress: bool = False) -> EvalResult:
     """Scores each file causally through the detector's saved alerting, exactly as `detect`, `score`
     and `monitor` do: with the nab preset, `adaptive` (the error's likelihood combined with a level
-    check, see tsad.alerting). The same alerting without the level check is reported as an ablation,
-    the level check alone is the windowed-gaussian baseline."""
+    check, see tsad.alerting). The same alerting without the level check is reported as an ablation;
+    the windowed-gaussian baseline is NAB's own windowedGaussian detector (tsad.baselines)."""
     t0 = time.perf_counter()
     series = list(iter_nab(data_dir))[:limit]
     ours, alone, base = [], [], []
@@ -73,8 +74,7 @@ def evaluate_nab(data_dir: Path, make: Callable[[], WindowDetector], out: Path |
         without = dataclasses.replace(det.config.alerting, mode="adaptive", level=False)
         alone.append(M.NabFile(AdaptiveAlerting(without, max(100, p)).apply(
             raw.score, surprise, s.values, {})[0], s.windows))
-        level = RollingZScore.surprise(RollingZScore(window=max(100, p)).score(s.values))
-        base.append(M.NabFile(squash(level), s.windows))
+        base.append(M.NabFile(WindowedGaussian().score(s.values), s.windows))
         if out is not None:
             frame = pd.DataFrame({"timestamp": s.timestamps.strftime("%Y-%m-%d %H:%M:%S"), "value": s.values[:, 0],
                                   "anomaly_score": anomaly, "label": s.labels})
@@ -93,14 +93,18 @@ def evaluate_nab(data_dir: Path, make: Callable[[], WindowDetector], out: Path |
 
 # ------------------------------------------------------------------------------------- labelled
 def _point_metrics(labels: np.ndarray, scores: np.ndarray, pred: np.ndarray | None) -> dict[str, float]:
+    """Point metrics, VUS-PR of the scores and range-based P/R/F1 of `pred` (tsad.range_metrics, TSB-AD's
+    parameters: windows 0..100, 250 thresholds, recall α = 0.2), all over the given rows together."""
     f1, _ = M.best_f1(labels, scores)
     out = {"best_f1": f1, "f1_pa": M.best_f1_point_adjusted(labels, scores), "pr_auc": M.pr_auc(labels, scores),
-           "roc_auc": M.roc_auc(labels, scores)}
+           "roc_auc": M.roc_auc(labels, scores), "vus_pr": RM.vus_pr(labels, scores)}
     if pred is not None:
         prf = M.point_prf(labels, pred)
         far, mar = M.far_mar(labels, pred)
+        rng = RM.range_prf(labels, pred)
         out.update({"f1": prf["f1"], "precision": prf["precision"], "recall": prf["recall"], "far": far,
-                    "mar": mar, "event_recall": M.event_recall(labels, pred)})
+                    "mar": mar, "event_recall": M.event_recall(labels, pred), "range_precision": rng["precision"],
+                    "range_recall": rng["recall"], "range_f1": rng["f1"]})
     return {k: round(float(v), 4) for k, v in out.items()}
 
 

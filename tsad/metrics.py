@@ -1,5 +1,6 @@
 """Detection metrics: point-wise, point-adjusted (optimistic), event-wise, ranking (ROC/PR-AUC),
-SKAB's FAR/MAR, and the NAB score written from Lavin & Ahmad (2015).
+SKAB's FAR/MAR, and the NAB score written from Lavin & Ahmad (2015). The range-aware VUS-PR and
+range-based precision/recall/F1 live in tsad.range_metrics.
 
 NAB score, as implemented here:
 - each labelled window is a row range; the first `probation` rows of a file
@@ -10,7 +11,8 @@ NAB score, as implemented here:
   preceding window (clipped to −1 beyond y = 3), or A_FP·(−1) when no window precedes it;
 - a missed window costs −A_FN;
 - normalised over the corpus: 100·(raw − null)/(perfect − null), null = never detect, perfect =
-  detect every window at its first row; one threshold per profile is optimised over the corpus.
+  detect every window at its first row; one threshold per profile is optimised over the corpus,
+  trying every distinct score as NAB's optimiser does (exact, not a grid).
 """
 
 from __future__ import annotations
@@ -180,10 +182,9 @@ def nab_corpus_score(files: list[NabFile], profile: str | dict[str, float] = "st
                      thresholds: np.ndarray | None = None) -> tuple[float, float]:
     """Best normalised NAB score over one corpus-wide threshold, and that threshold."""
     prof = PROFILES[profile] if isinstance(profile, str) else profile
-    if thresholds is None:
-        alls = np.concatenate([np.nan_to_num(f.scores, nan=0.0) for f in files])
-        thresholds = np.unique(np.concatenate([np.quantile(alls, np.linspace(0, 1, 2001)),
-                                               np.linspace(0, 1, 1001), [1.0 + 1e-9]]))
+    if thresholds is None:  # as NAB's optimiser: every distinct score, and one above all (detect nothing)
+        alls = np.concatenate([np.nan_to_num(f.scores, nan=0.0) for f in files] + [np.array([np.inf])])
+        thresholds = np.unique(alls)
     raw = nab_scores_at(files, thresholds, prof)
     null, perfect = nab_bounds(files, prof)
     if perfect == null:  # no scored window at all: only false positives can move the score
