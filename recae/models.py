@@ -21,6 +21,13 @@
   (the paper's 0.005 came second), batch 64, lr 5e-4: chosen among 8 settings (hidden 300/600 ×
   latent 64/200 × γ 0.005/0.01) by seed-0 validation-user NDCG@100 (bench/recae_recvae.py). Given
   validation users it keeps its best epoch (up to 50; each epoch is 3 encoder + 1 decoder passes).
+- glocalk: GLocal-K (Han et al. 2021, recae.glocalk): item-based like autorec, two sigmoid layers of
+  500 whose weights are masked by learned finite-support (local) kernels, pre-trained with full-batch
+  L-BFGS, then fine-tuned with a global convolution kernel (mixed from a kernel bank by the items'
+  pooled predictions) applied to the rating rows first; its own two-phase loop (the entry's
+  `trainer`), its own L2 weights (the recommender's `l2` does not apply): l2 1e-3, kernel sparsity 5e-7,
+  22 pre-training + 14 fine-tuning epochs of 10 L-BFGS iterations, chosen on a validation split of
+  u1.base (bench/recae_glocalk.py); u1 RMSE 0.901 (autorec 0.904, the paper 0.889).
 
 Adding a model = one `register(RecModel(...))` below + its tests; the recommender, the trainer
 set-up, the evaluation protocols and the CLI read everything they need from the entry.
@@ -44,6 +51,7 @@ from core.losses import BetaSchedule, masked_mse
 from core.models import dense_vae
 from core.objective import ReconstructionObjective
 from core.train import History, Objective, TrainConfig
+from recae.glocalk import GLocalKConfig, GLocalKNet, GLocalKObjective, GLocalKTrainer
 from recae.recvae import AlternatingTrainer, RecVAEConfig, RecVAENet, RecVAEObjective
 
 Inputs = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]  # dense rating rows -> (input, target)
@@ -102,6 +110,10 @@ class RecModel:
     # a training loop of its own (same settings, objective, validation monitor and History as core's
     # Trainer), for a model whose training is not one optimiser over one loss; None: core Trainer
     trainer: TrainerFactory | None = None
+    # explicit models: the candidate settings (AutoencoderRecommender parameters; {} is the recipe as
+    # it is) that recae.selection tries on a validation split of the user's own ratings, recipe first,
+    # at most 6; a setting the user pinned is kept in every candidate. () : nothing to search
+    grid: tuple[dict[str, Any], ...] = ()
 
     @property
     def inputs(self) -> Inputs:
@@ -204,7 +216,7 @@ register(RecModel(
                                                 code_activation="sigmoid", out_activation=None)),
     objective=lambda l2, epochs: CourseObjective(),
     recipe=Recipe(epochs=200, batch_size=64, optimizer="rmsprop", lr=0.02, weight_decay=0.5),
-    accumulate_grad=True))
+    accumulate_grad=True, grid=({}, {"epochs": 50})))
 
 register(RecModel(
     name="autorec",
@@ -212,7 +224,9 @@ register(RecModel(
                                                 code_activation="sigmoid", out_activation=None)),
     objective=lambda l2, epochs: L2Objective(l2),
     recipe=Recipe(epochs=20, batch_size=64, optimizer="lbfgs", lr=1.0, weight_decay=0.0),
-    hidden=500, item_based=True, l2_penalty=True))
+    hidden=500, item_based=True, l2_penalty=True,
+    # the ML-100K recipe, then stronger L2 and narrower / shorter fits for sparser catalogues
+    grid=({}, {"l2": 0.03}, {"l2": 0.1, "hidden": 200}, {"l2": 0.01, "epochs": 8})))
 
 register(RecModel(
     name="deeprec",
@@ -220,7 +234,7 @@ register(RecModel(
                                                 code_activation="selu", out_activation=None, code_dropout=0.8)),
     objective=lambda l2, epochs: RefeedObjective(),
     recipe=Recipe(epochs=60, batch_size=32, optimizer="adam", lr=1e-3, weight_decay=0.0),
-    hidden=256))
+    hidden=256, grid=({}, {"epochs": 20}, {"epochs": 20, "hidden": 64})))
 
 register(RecModel(
     name="multdae",
@@ -257,3 +271,27 @@ def recvae_model(name: str = "recvae", hidden: int = 600, latent: int = 200, gam
 
 
 register(recvae_model())
+
+
+def glocalk_model(name: str = "glocalk", hidden: int = 500, pretrain_epochs: int = 22, finetune_epochs: int = 14,
+                  l2: float = 1e-3, sparsity: float = 5e-7, conv_size: int = 3, conv_axes: str = "users",
+                  lbfgs_lr: float = 1.0) -> RecModel:
+    """A GLocal-K registry entry (recae.models.RecModel); the registered `glocalk` carries the
+    settings chosen on a validation split of u1.base (bench/recae_glocalk.py), a benchmark registers
+    variants under other names. An epoch is 10 L-BFGS iterations (TrainConfig.lbfgs_iterations);
+    `epochs` given to the recommender is the total, split between the phases in these proportions.
+    Its L2 weight is the entry's own: the recommender's `l2` (I-AutoRec's) does not apply."""
+    if pretrain_epochs < 1 or finetune_epochs < 0:
+        raise UserError("GLocal-K needs at least one pre-training epoch and no negative fine-tuning epochs")
+    total = pretrain_epochs + finetune_epochs
+    return RecModel(
+        name=name,
+        build=lambda n, width: GLocalKNet(GLocalKConfig(input_dim=n, hidden=width, conv_size=conv_size,
+                                                        conv_axes=conv_axes)),
+        objective=lambda _l2, _epochs: GLocalKObjective(l2=l2, sparsity=sparsity),
+        recipe=Recipe(epochs=total, batch_size=1, optimizer="lbfgs", lr=lbfgs_lr),
+        hidden=hidden, item_based=True,
+        trainer=partial(GLocalKTrainer, pretrain_share=pretrain_epochs / total))
+
+
+register(glocalk_model(name="glocalk", pretrain_epochs=22, finetune_epochs=14, l2=1e-3, sparsity=5e-7))

@@ -31,25 +31,35 @@ from recae.catalog import Catalog
 from recae.interactions import IdMap, Interactions, to_csr
 from recae.metrics import evaluate_topn, topk_indices
 from recae.models import REGISTRY, RecModel, SparseRows, get_model
+from recae.selection import SETTINGS, SelectionPlan, SelectionResult, fit_bias, select_settings
 
 log = logging.getLogger(__name__)
 
 KIND = "recae.AutoencoderRecommender"
+DEFAULT_L2 = 0.003  # I-AutoRec's L2 weight, chosen on MovieLens-100K (bench/recae_explicit.py)
 
 
 class AutoencoderRecommender(Estimator):
-    """`model` names a registry entry of recae.models; `epochs`, `batch_size`, `lr`, `weight_decay`
-    and `hidden` left as None take the entry's recipe and width."""
+    """`model` names a registry entry of recae.models; `epochs`, `batch_size`, `lr`, `weight_decay`,
+    `l2` and `hidden` left as None take the entry's recipe and width (l2: DEFAULT_L2).
+
+    `tune` (True, or a recae.selection.SelectionPlan): for an explicit model, `fit` first chooses
+    the settings left as None among the entry's `grid` on a validation split of the ratings it is
+    given (recae.selection), records the search in `selection_` and refits on all of them with the
+    choice; with the plan's blend the predictions may lean towards the user+item bias baseline by a
+    validation-chosen weight (`blend_weight_`). Like `device`, `tune` says how to fit, not what the
+    model is: it is not saved; what it chose is (`settings_`, `selection_`)."""
 
     kind = KIND
+    _runtime_params = ("device", "progress", "tune")
 
     def __init__(self, model: str = "autorec", epochs: int | None = None, batch_size: int | None = None,
-                 lr: float | None = None, weight_decay: float | None = None, l2: float = 0.003,
+                 lr: float | None = None, weight_decay: float | None = None, l2: float | None = None,
                  hidden: int | None = None, positive_threshold: float = 4.0, device: str = "auto", seed: int = 0,
-                 progress: bool = False) -> None:
+                 progress: bool = False, tune: bool | SelectionPlan = False) -> None:
         self.model, self.epochs, self.batch_size, self.lr = model, epochs, batch_size, lr
         self.weight_decay, self.l2, self.hidden, self.positive_threshold = weight_decay, l2, hidden, positive_threshold
-        self.device, self.seed, self.progress = device, seed, progress
+        self.device, self.seed, self.progress, self.tune = device, seed, progress, tune
 
     @property
     def spec(self) -> RecModel:
@@ -73,8 +83,17 @@ class AutoencoderRecommender(Estimator):
             raise UserError(f"hidden must be at least 1, got {self.hidden}")
         if validation is not None and not spec.implicit:
             raise UserError(f"validation users select epochs for the top-N models, not {self.model}")
-        cfg = self._train_config(spec, validation is not None)
-        cfg.validate()  # bad settings fail before any fitted state is set
+        self._train_config(spec, validation is not None).validate()  # bad settings fail before any search
+        selection = None
+        if self.tune and not spec.implicit:
+            plan = self.tune if isinstance(self.tune, SelectionPlan) else SelectionPlan(seed=self.seed)
+            selection = select_settings(self._candidate, spec, ratings, self.pinned_settings(), plan)
+        elif self.tune:
+            log.info("%s: no settings search for the top-N models in `fit` (validation users pick their epoch)",
+                     self.model)
+        overrides = selection.chosen if selection is not None else {}
+        cfg = self._train_config(spec, validation is not None, overrides)
+        cfg.validate()
         frame = ratings
         if spec.implicit:
             frame = ratings[ratings["rating"] >= self.positive_threshold]
@@ -95,26 +114,53 @@ class AutoencoderRecommender(Estimator):
         self.titles_: list[str | None] | None = None
         matrix = self.train_.T.tocsr() if spec.item_based else self.train_
         monitor = self._validation_monitor(*validation) if validation is not None else None
+        hidden = overrides.get("hidden", self.hidden)
+        hidden = spec.hidden if hidden is None else hidden
+        l2 = overrides.get("l2", self.l2)
+        l2 = DEFAULT_L2 if l2 is None else l2
+        self.settings_: dict[str, Any] = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+                                          "weight_decay": cfg.weight_decay, "l2": l2, "hidden": hidden}
         torch.manual_seed(self.seed)
-        self.module_ = spec.build(matrix.shape[1], spec.hidden if self.hidden is None else self.hidden)
+        self.module_ = spec.build(matrix.shape[1], hidden)
         make_trainer = spec.trainer or Trainer  # a model with its own loop (RecVAE) brings it in its entry
-        trainer = make_trainer(cfg, spec.objective(self.l2, cfg.epochs))
+        trainer = make_trainer(cfg, spec.objective(l2, cfg.epochs))
         self.history_: History = trainer.fit(self.module_, SparseRows(matrix, spec.inputs), monitor)
         self.module_.eval()
         self._full = None
+        self.selection_: SelectionResult | None = selection
+        self._set_blend(selection.blend_weight if selection is not None else 1.0, ratings)
         return self
 
-    def _train_config(self, spec: RecModel, validation: bool) -> TrainConfig:
-        """The entry's recipe, with every setting given to `__init__` (not None) taking its place.
-        With validation users the implicit models train longer and keep the best validation epoch."""
-        recipe = spec.recipe
+    def pinned_settings(self) -> dict[str, Any]:
+        """The settings given to `__init__` (not None): a search keeps them in every candidate."""
+        return {name: getattr(self, name) for name in SETTINGS if getattr(self, name) is not None}
 
-        def given(value: Any, default: Any) -> Any:
+    def _candidate(self, settings: dict[str, Any]) -> AutoencoderRecommender:
+        """An untuned copy with `settings` in place, for one fit of the search (no progress bars)."""
+        return type(self)(**{**self.get_params(), **settings}, device=self.device, progress=False)
+
+    def _set_blend(self, weight: float, ratings: pd.DataFrame | None) -> None:
+        """α < 1: predictions become bias + α·(model − bias), the bias baseline fitted on `ratings`."""
+        self.blend_weight_ = float(weight)
+        self.bias_ = None
+        if self.blend_weight_ < 1.0 and ratings is not None:
+            bias = fit_bias(ratings, self.user_map_, self.item_map_)
+            self.bias_ = {"mu": bias.mu_, "reg_user": bias.reg_user, "user": bias.bu_, "item": bias.bi_}
+
+    def _train_config(self, spec: RecModel, validation: bool, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        """The entry's recipe, with every setting given to `__init__` (not None), or chosen by the
+        search (`overrides`), taking its place. With validation users the implicit models train
+        longer and keep the best validation epoch."""
+        recipe = spec.recipe
+        overrides = overrides or {}
+
+        def given(name: str, default: Any) -> Any:
+            value = overrides.get(name, getattr(self, name))
             return default if value is None else value
 
-        return TrainConfig(epochs=given(self.epochs, recipe.default_epochs(validation)),
-                           batch_size=given(self.batch_size, recipe.batch_size), optimizer=recipe.optimizer,
-                           lr=given(self.lr, recipe.lr), weight_decay=given(self.weight_decay, recipe.weight_decay),
+        return TrainConfig(epochs=given("epochs", recipe.default_epochs(validation)),
+                           batch_size=given("batch_size", recipe.batch_size), optimizer=recipe.optimizer,
+                           lr=given("lr", recipe.lr), weight_decay=given("weight_decay", recipe.weight_decay),
                            seed=self.seed, device=self.device, progress=self.progress,
                            accumulate_grad=spec.accumulate_grad, restore_best=validation,
                            description=f"recae {self.model}")
@@ -161,12 +207,27 @@ class AutoencoderRecommender(Estimator):
         self.check_fitted()
         item_based = self.spec.item_based
         if rows is None:
-            if item_based:
-                return self._full_predictions()[user_idx]
-            rows = self.train_[user_idx]
-        elif item_based:
-            return self._neighbour_fold_in(rows)
-        return self._forward_rows(rows)
+            scores = self._full_predictions()[user_idx] if item_based else self._forward_rows(self.train_[user_idx])
+        else:
+            scores = self._neighbour_fold_in(rows) if item_based else self._forward_rows(rows)
+        return self._blend(scores, user_idx, rows)
+
+    def _blend(self, scores: np.ndarray, user_idx: np.ndarray | None, rows: sp.csr_matrix | None) -> np.ndarray:
+        """bias + α·(scores − bias) when the search chose α < 1; a new user's bias comes from the
+        ratings given (shrunk as the baseline shrinks it)."""
+        bias = getattr(self, "bias_", None)
+        if bias is None:
+            return scores
+        mu, item = bias["mu"], np.asarray(bias["item"])
+        if rows is None:
+            user = np.asarray(bias["user"])[user_idx]
+        else:
+            rows = sp.csr_matrix(rows)
+            resid = sp.csr_matrix((rows.data - mu - item[rows.indices], rows.indices, rows.indptr), shape=rows.shape)
+            user = np.asarray(resid.sum(1)).ravel() / (np.diff(rows.indptr) + bias["reg_user"])
+        base = mu + user[:, None] + item[None, :]
+        a = self.blend_weight_
+        return (base + a * (scores - base)).astype(np.float32)
 
     def _neighbour_fold_in(self, rows: sp.csr_matrix) -> np.ndarray:
         train = self.train_
@@ -321,10 +382,16 @@ class AutoencoderRecommender(Estimator):
         extras = {"user_map": self.user_map_.to_dict(), "item_map": self.item_map_.to_dict(),
                   "global_mean": self.global_mean_, "scale": self.scale_, "dataset": self.dataset_,
                   "titles": getattr(self, "titles_", None), "history": self.history_.to_dict(),
-                  "shape": list(self.train_.shape)}
+                  "shape": list(self.train_.shape), "settings": getattr(self, "settings_", None),
+                  "selection": self.selection_.to_dict() if getattr(self, "selection_", None) is not None else None,
+                  "blend_weight": getattr(self, "blend_weight_", 1.0)}
         tensors = {"train_row": torch.from_numpy(t.row.astype(np.int64)),
                    "train_col": torch.from_numpy(t.col.astype(np.int64)),
                    "train_val": torch.from_numpy(t.data.astype(np.float32))}
+        if getattr(self, "bias_", None) is not None:
+            extras.update(bias_mu=self.bias_["mu"], bias_reg_user=self.bias_["reg_user"])
+            tensors.update(bias_user=torch.from_numpy(np.asarray(self.bias_["user"], dtype=np.float64)),
+                           bias_item=torch.from_numpy(np.asarray(self.bias_["item"], dtype=np.float64)))
         if self.seen_ is not self.train_:  # only the positions: every rated item counts as seen
             s = self.seen_.tocoo()
             tensors.update(seen_row=torch.from_numpy(s.row.astype(np.int64)),
@@ -343,6 +410,14 @@ class AutoencoderRecommender(Estimator):
         if self.titles_ is not None and len(self.titles_) != shape[1]:
             raise ValueError(f"{len(self.titles_)} titles for {shape[1]} items")
         self.history_ = History.from_dict(ex["history"])
+        # absent in models saved before the settings search: the settings then are the params'
+        self.settings_ = ex.get("settings")
+        self.selection_ = SelectionResult.from_dict(ex["selection"]) if ex.get("selection") else None
+        self.blend_weight_ = float(ex.get("blend_weight", 1.0))
+        self.bias_ = None
+        if self.blend_weight_ < 1.0:
+            self.bias_ = {"mu": float(ex["bias_mu"]), "reg_user": float(ex["bias_reg_user"]),
+                          "user": t["bias_user"].numpy(), "item": t["bias_item"].numpy()}
         self.train_ = sp.csr_matrix((t["train_val"].numpy(), (t["train_row"].numpy(), t["train_col"].numpy())),
                                     shape=shape)
         self.seen_ = self.train_
@@ -364,5 +439,9 @@ class AutoencoderRecommender(Estimator):
             raise UserError(f"the rating scale {list(self.scale_)} is not two finite numbers LO < HI")
         if self.titles_ is not None and not all(t is None or isinstance(t, str) for t in self.titles_):
             raise UserError("item titles must be strings")
+        if not 0.0 <= self.blend_weight_ <= 1.0:
+            raise UserError(f"the blend weight {self.blend_weight_} is not in [0, 1]")
+        if self.bias_ is not None and (len(self.bias_["user"]), len(self.bias_["item"])) != (n_users, n_items):
+            raise UserError("the bias baseline does not fit the training matrix")
         # one forward pass (a user's row, or an item's for item-based models): what passed the checks must run
         self._forward_rows((self.train_.T.tocsr() if self.spec.item_based else self.train_)[:1])
