@@ -216,3 +216,30 @@ def test_nab_post_processing_is_causal_and_level_adds_shifts() -> None:
     assert both[600] > alone[600] and both[600] > 0.9
     np.testing.assert_array_equal(alone[:600], both[:600])  # the future shift changes no earlier row
     assert ((0 <= both) & (both < 1)).all()
+
+
+def test_evaluate_out_writes_each_test_file_as_scored(tmp_path: Path) -> None:
+    """`evaluate --out` for labelled benchmarks (SKAB, MSL): one CSV per test file with the rows as
+    scored, whose scores and alerts are the ones the metrics were computed from."""
+    from tsad.datasets import Series
+    from tsad.evaluate import evaluate_split
+
+    pairs = []
+    for k in range(2):
+        values = _wave(300, channels=2, seed=k)
+        labels = np.zeros(200, dtype=int)
+        labels[120:130] = 1
+        test_values = values[100:].copy()
+        test_values[120:130] += 3.0
+        stamps = pd.date_range("2024-01-01", periods=200, freq="min")
+        pairs.append((Series(values[:100], ["a", "b"], name=f"valve{k}/train.csv"),
+                      Series(test_values, ["a", "b"], stamps, labels, name=f"valve{k}/{k}.csv")))
+    result = evaluate_split(pairs, lambda: _small(), "skab", baselines=(), out=tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["valve0__0.csv", "valve1__1.csv"]
+    frames = [pd.read_csv(tmp_path / f) for f in files]
+    assert list(frames[0].columns) == ["timestamp", "a", "b", "score", "is_anomaly", "label"]
+    assert frames[0]["timestamp"].iloc[0] == "2024-01-01 00:00:00" and len(frames[0]) == 200
+    labels = np.concatenate([f["label"].to_numpy() for f in frames])
+    pred = np.concatenate([f["is_anomaly"].to_numpy() for f in frames])
+    assert M.point_prf(labels, pred)["f1"] == pytest.approx(result.metrics["f1"], abs=1e-4)

@@ -114,12 +114,24 @@ def _threshold_by_train(train_scores: np.ndarray, test_scores: np.ndarray, q: fl
     return np.nan_to_num(test_scores, nan=-np.inf) > np.percentile(finite, q) * margin
 
 
+def _write_scored(test: Series, score: np.ndarray, pred: np.ndarray, out: Path) -> None:
+    """One test file's rows as evaluated: timestamp (or row number), values, score, alert, label."""
+    frame = pd.DataFrame({"timestamp": (test.timestamps.strftime("%Y-%m-%d %H:%M:%S") if test.timestamps is not None
+                                        else np.arange(len(test)))})
+    for j, channel in enumerate(test.channels):
+        frame[str(channel)] = test.values[:, j]
+    frame["score"], frame["is_anomaly"], frame["label"] = score, pred.astype(int), test.labels.astype(int)
+    name = test.name.replace("/", "__").replace("\\", "__")
+    _write_csv(frame, out / (name if name.endswith(".csv") else f"{name}.csv"))
+
+
 def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], WindowDetector], benchmark: str,
                    baselines: tuple[str, ...] = ("rolling_zscore", "pca", "isolation_forest"),
-                   progress: bool = False) -> EvalResult:
+                   progress: bool = False, out: Path | None = None) -> EvalResult:
     """Train on each pair's first series, score its second; metrics over all test rows together.
     When our detector smooths its scores, PCA and IsolationForest are also reported smoothed the
-    same way (`<name>_smoothed`), so the comparison does not credit the smoothing to the model."""
+    same way (`<name>_smoothed`), so the comparison does not credit the smoothing to the model.
+    `out`: a folder that gets each test file's rows as scored (see `_write_scored`)."""
     missing = next((test.name for _, test in pairs if test.labels is None), None)
     if missing is not None:
         raise UserError(f"{missing}: no labels to evaluate against")
@@ -142,6 +154,8 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
         labels.append(test.labels)
         ours.append(score)
         ours_pred.append(result.is_anomaly)
+        if out is not None:
+            _write_scored(test, result.score, result.is_anomaly, out)
         fitted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for b in baselines:
             if b == "rolling_zscore":
@@ -254,7 +268,7 @@ def run_benchmark(name: str, config: DetectorConfig, seed: int = 0, device: str 
     if name == "nab":
         return evaluate_nab(root, make, out, limit, progress=progress)
     pairs = skab_pairs(root, limit=limit) if name == "skab" else msl_pairs(root, limit)
-    return evaluate_split(pairs, make, name, progress=progress)
+    return evaluate_split(pairs, make, name, progress=progress, out=out)
 
 
 def evaluate_labelled_file(series: Series, train_rows: int, config: DetectorConfig, seed: int = 0,
