@@ -1,9 +1,11 @@
 """AutoencoderRecommender: fit on ratings, predict ratings, recommend unseen items, fold in new users.
 
 Unknown users raise a clear error (use `fold_in` with their ratings). Items never seen in training
-get the global mean rating as their prediction and are never recommended. Predictions are clipped
+get the user's baseline level (global mean + the user's bias; the global mean in models saved
+before the baseline was kept) as their prediction and are never recommended. Predictions are clipped
 to the training rating scale. For an item-based model (autorec), a new user's fold-in borrows the
-predicted rows of the 20 training users most similar (cosine) to the given ratings.
+predicted rows of the 100 training users most similar (cosine) to the given ratings; every explicit
+model's fold-in leans on the bias baseline while the user has given few ratings (`_blend`).
 
 Results name their value `score` (higher is better) for every model, as batch scoring does: for the
 explicit models it is the predicted rating clipped to the training scale, for the implicit ones a
@@ -37,6 +39,12 @@ log = logging.getLogger(__name__)
 
 KIND = "recae.AutoencoderRecommender"
 DEFAULT_L2 = 0.003  # I-AutoRec's L2 weight, chosen on MovieLens-100K (bench/recae_explicit.py)
+# New-user fold-in of the explicit models, chosen on the validation users of ML-100K user fold 0
+# (never its test users; bench/recae_foldin.py's protocol, grid K 20/50/100 × shift prior 0/5/15 ×
+# blend prior 0/3/10/30, best mean RMSE over n = 1, 3, 5, 10 given ratings)
+FOLD_IN_NEIGHBOURS = 100
+FOLD_IN_SHIFT_PRIOR = 5.0
+NEW_USER_PRIOR = 3.0
 
 
 class AutoencoderRecommender(Estimator):
@@ -140,10 +148,12 @@ class AutoencoderRecommender(Estimator):
         return type(self)(**{**self.get_params(), **settings}, device=self.device, progress=False)
 
     def _set_blend(self, weight: float, ratings: pd.DataFrame | None) -> None:
-        """α < 1: predictions become bias + α·(model − bias), the bias baseline fitted on `ratings`."""
+        """Keep the user+item bias baseline of `ratings` (explicit models): known users' predictions
+        become bias + α·(model − bias) when the search chose α < 1, and a new user's fold-in leans on
+        it while they have given few ratings (see `_blend`)."""
         self.blend_weight_ = float(weight)
         self.bias_ = None
-        if self.blend_weight_ < 1.0 and ratings is not None:
+        if not self.spec.implicit and ratings is not None:
             bias = fit_bias(ratings, self.user_map_, self.item_map_)
             self.bias_ = {"mu": bias.mu_, "reg_user": bias.reg_user, "user": bias.bu_, "item": bias.bi_}
 
@@ -213,37 +223,46 @@ class AutoencoderRecommender(Estimator):
         return self._blend(scores, user_idx, rows)
 
     def _blend(self, scores: np.ndarray, user_idx: np.ndarray | None, rows: sp.csr_matrix | None) -> np.ndarray:
-        """bias + α·(scores − bias) when the search chose α < 1; a new user's bias comes from the
-        ratings given (shrunk as the baseline shrinks it)."""
+        """bias + w·(scores − bias). Known users: w = α, the search's blend weight (1 without one).
+        A new user's bias comes from the ratings given (shrunk as the baseline shrinks it) and
+        w = α·n/(n + NEW_USER_PRIOR) for n given ratings: a fold-in from one or two ratings is mostly
+        the baseline, one from many mostly the model (bench/recae_foldin.py: without it, I-AutoRec's
+        fold-in lost to the bias baseline for every n up to 10)."""
         bias = getattr(self, "bias_", None)
-        if bias is None:
+        if bias is None or self.implicit:
             return scores
         mu, item = bias["mu"], np.asarray(bias["item"])
+        a = np.full(len(scores), self.blend_weight_)
         if rows is None:
             user = np.asarray(bias["user"])[user_idx]
         else:
             rows = sp.csr_matrix(rows)
+            n = np.diff(rows.indptr)
             resid = sp.csr_matrix((rows.data - mu - item[rows.indices], rows.indices, rows.indptr), shape=rows.shape)
-            user = np.asarray(resid.sum(1)).ravel() / (np.diff(rows.indptr) + bias["reg_user"])
+            user = np.asarray(resid.sum(1)).ravel() / (n + bias["reg_user"])
+            a = a * n / (n + NEW_USER_PRIOR)
         base = mu + user[:, None] + item[None, :]
-        a = self.blend_weight_
-        return (base + a * (scores - base)).astype(np.float32)
+        if (a == 1.0).all():
+            return scores
+        return (base + a[:, None] * (scores - base)).astype(np.float32)
 
     def _neighbour_fold_in(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Item-based models: a new user's row is the similarity-weighted mean of the predicted rows
+        of their FOLD_IN_NEIGHBOURS most similar training users (cosine on the ratings given), moved
+        by the mean residual of the given ratings shrunk by FOLD_IN_SHIFT_PRIOR pseudo-ratings (an
+        unshrunk shift from one rating moved a whole row by up to 4 stars)."""
         train = self.train_
         norms = np.sqrt(np.asarray(train.multiply(train).sum(1)).ravel()) + 1e-9
         r_norm = np.sqrt(np.asarray(rows.multiply(rows).sum(1)).ravel()) + 1e-9
         sim = np.asarray((rows @ train.T).todense()) / r_norm[:, None] / norms[None, :]
         full = self._full_predictions()
-        top = topk_indices(sim, min(20, train.shape[0]))
+        top = topk_indices(sim, min(FOLD_IN_NEIGHBOURS, train.shape[0]))
         w = np.take_along_axis(sim, top, axis=1)
         w = np.where(w.sum(1, keepdims=True) > 0, w, 1.0)
         pred = np.einsum("uk,uki->ui", w, full[top]) / w.sum(1, keepdims=True)
-        # shift to the new user's own mean where they gave ratings
         given = rows.toarray()
         mask = given > 0
-        shift = np.where(mask.any(1), (given * mask).sum(1) / np.maximum(mask.sum(1), 1) -
-                         (pred * mask).sum(1) / np.maximum(mask.sum(1), 1), 0.0)
+        shift = ((given - pred) * mask).sum(1) / (mask.sum(1) + FOLD_IN_SHIFT_PRIOR)
         return pred + shift[:, None]
 
     # -------------------------------------------------------------------------------- public API
@@ -264,7 +283,9 @@ class AutoencoderRecommender(Estimator):
         if (u < 0).any():
             self._user_index(users[np.argmax(u < 0)])
         i = self.item_map_.index_array(items)
-        out = np.full(len(u), self.global_mean_)
+        bias = getattr(self, "bias_", None)  # an item never seen in training: the user's own level
+        out = (bias["mu"] + np.asarray(bias["user"])[u] if bias is not None
+               else np.full(len(u), self.global_mean_))
         known = i >= 0
         uniq, inv = np.unique(u[known], return_inverse=True)
         if len(uniq):
@@ -415,7 +436,7 @@ class AutoencoderRecommender(Estimator):
         self.selection_ = SelectionResult.from_dict(ex["selection"]) if ex.get("selection") else None
         self.blend_weight_ = float(ex.get("blend_weight", 1.0))
         self.bias_ = None
-        if self.blend_weight_ < 1.0:
+        if "bias_mu" in ex:  # absent in models saved before the bias baseline was kept
             self.bias_ = {"mu": float(ex["bias_mu"]), "reg_user": float(ex["bias_reg_user"]),
                           "user": t["bias_user"].numpy(), "item": t["bias_item"].numpy()}
         self.train_ = sp.csr_matrix((t["train_val"].numpy(), (t["train_row"].numpy(), t["train_col"].numpy())),

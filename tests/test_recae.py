@@ -180,7 +180,31 @@ def test_fold_in_with_one_rating(fitted: AutoencoderRecommender) -> None:
 def test_unknown_user_and_unknown_item(fitted: AutoencoderRecommender) -> None:
     with pytest.raises(UserError, match="unknown user"):
         fitted.recommend(12345)
-    assert fitted.predict([2], [99999])[0] == pytest.approx(fitted.global_mean_)
+    # an item never seen in training gets the user's own baseline level: global mean + their bias
+    bias = BiasBaseline().fit(fitted.user_map_.index_array(_ratings()["user"].to_numpy()),
+                              fitted.item_map_.index_array(_ratings()["item"].to_numpy()),
+                              _ratings()["rating"].to_numpy(), len(fitted.user_map_), len(fitted.item_map_))
+    level = bias.mu_ + bias.bu_[fitted.user_map_.to_index(2)]
+    assert fitted.predict([2], [99999])[0] == pytest.approx(level)
+
+
+def test_a_new_user_with_one_rating_is_mostly_the_bias_baseline() -> None:
+    """One rating says little: the fold-in stays near the bias baseline's prediction for that user
+    (the user's bias from one rating, shrunk), instead of moving every item by the rating's residual."""
+    frame = _ratings()
+    rec = AutoencoderRecommender(model="autorec", epochs=3, device="cpu").fit(frame)
+    users = rec.user_map_.index_array(frame["user"].to_numpy())
+    items = rec.item_map_.index_array(frame["item"].to_numpy())
+    bias = BiasBaseline().fit(users, items, frame["rating"].to_numpy(), len(rec.user_map_), len(rec.item_map_))
+    item = 1
+    i = rec.item_map_.to_index(item)
+    row = sp.csr_matrix(([1.0], ([0], [i])), shape=(1, len(rec.item_map_)))
+    got = rec.score_rows(rows=row)[0]
+    bu = (1.0 - bias.mu_ - bias.bi_[i]) / (1 + bias.reg_user)
+    baseline = bias.mu_ + bu + bias.bi_
+    # at most a quarter (1 / (1 + NEW_USER_PRIOR)) of the model's deviation from the baseline remains
+    assert np.abs(got - baseline).max() <= 0.25 * 4 + 1e-6
+    assert np.abs(got - baseline).mean() < 0.5
 
 
 @pytest.mark.parametrize("model", ["course", "autorec", "multdae", "multvae"])
