@@ -125,6 +125,24 @@ def train(
     smooth: Annotated[int, typer.Option("--smooth", help="Average each score over the last N rows (causal): "
                                         "favours lasting deviations over one-row spikes.")] = 1,
     duplicates: DuplicatesOpt = DEFAULT_DUPLICATES,
+    data_format: Annotated[str, typer.Option(
+        "--format", help="table (CSV or Parquet; the default) or log (a raw log file: --log-format; lines are "
+        "parsed, templates mined, and the detector learns the template counts per --bucket or --lines).")] = "table",
+    log_format: Annotated[str | None, typer.Option(
+        "--log-format", help="With --format log: openssh, syslog, linux, bgl, thunderbird, hdfs, apache or jsonl "
+        "(fields time, level, message). Default syslog.")] = None,
+    log_regex: Annotated[str | None, typer.Option(
+        "--log-regex", help="With --format log: a Python regex matching a whole line, with a named group "
+        "'content' and optional 'time' and 'level' (replaces --log-format).")] = None,
+    bucket: Annotated[str | None, typer.Option(
+        "--bucket", help="With --format log: count lines per time bucket, a pandas offset such as 30s, 1min "
+        "(the default), 1h.")] = None,
+    lines: Annotated[int | None, typer.Option(
+        "--lines", help="With --format log: count per window of N consecutive lines instead of time buckets "
+        "(logs without timestamps).")] = None,
+    top_templates: Annotated[int, typer.Option(
+        "--top-templates", help="With --format log: the K most frequent training templates get their own count "
+        "column; the rest (and templates never seen) count as 'other'.")] = 50,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -132,12 +150,36 @@ def train(
 ) -> None:
     """Train a detector on normal data and save it with its scaler and threshold.
 
-    Example: ae tsad train --data art_daily_small_noise.csv --window 288 --out models/daily
+    With --format log the model directory also holds the log front end (parser settings, mined
+    templates, vocabulary, as plain JSON); its detector defaults suit count rows (a window of 4
+    rows, a small dense network, 40 epochs); the options below override them. Lines that do not
+    match the format are reported on stderr and skipped.
+
+    Examples: ae tsad train --data art_daily_small_noise.csv --window 288 --out models/daily
+
+    ae tsad train --format log --log-format openssh --bucket 1min --data sshd.log --out models/sshd
     """
     from tsad.detector import WindowDetector
 
     setup_logging(quiet, verbose)
-    base = preset(_value(preset_name)) if preset_name is not None else DetectorConfig()
+    if data_format not in ("table", "csv", "log"):
+        raise UserError(f"unknown --format {data_format!r}; choose table or log")
+    is_log = data_format == "log"
+    if not is_log:
+        given = [name for name, value in (("--log-format", log_format), ("--log-regex", log_regex),
+                                          ("--bucket", bucket), ("--lines", lines)) if value is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} with --format log")
+    elif time_col is not None or value_cols is not None:
+        raise UserError("--time-col and --value-cols apply to tables, not --format log")
+    if preset_name is not None:
+        base = preset(_value(preset_name))
+    elif is_log:
+        from tsad.logmodel import log_detector_config
+
+        base = log_detector_config()
+    else:
+        base = DetectorConfig()
     rule = _value(threshold) or base.threshold.rule
     mode = _value(alerting) or base.alerting.mode
     for option, value, needs, chosen in (
@@ -157,12 +199,60 @@ def train(
         "threshold.margin": margin, "scoring.smooth": smooth, "alerting.mode": mode, "alerting.level": level_check,
         "alerting.cutoff": cutoff, "alerting.risk": spot_risk})
     config.validate()  # before reading the data
+    if is_log:
+        _train_log(data, out, config, log_format, log_regex, bucket, lines, top_templates, seed, device, quiet)
+        return
     series = _load(data, time_col, _cols(value_cols), _value(duplicates))
     det = WindowDetector(config, seed=seed, device=device, progress=not quiet)
     det.fit(series, time_col=time_col or (series.timestamps.name if series.timestamps is not None else None))
     det.save(out, metrics={"train": det.train_stats_})
     typer.echo(f"trained on {len(series)} rows x {len(series.channels)} channel(s) ({', '.join(series.channels)}); "
                f"threshold {det.threshold_.threshold_:.5g}; saved {out}")
+
+
+def _train_log(data: Path, out: Path, config: DetectorConfig, log_format: str | None, log_regex: str | None,
+               bucket: str | None, lines: int | None, top_k: int, seed: int, device: str, quiet: bool) -> None:
+    from tsad.logfeatures import check_spec
+    from tsad.logmodel import ParserSettings, failure_text, train_log_model
+
+    settings = ParserSettings.create(log_format or "syslog", log_regex)
+    if bucket is not None or lines is not None:
+        check_spec(bucket, lines)
+    if not 1 <= top_k <= 100_000:
+        raise UserError("--top-templates must be between 1 and 100000")
+    trained = train_log_model(data, settings, config, bucket=bucket, lines=lines, top_k=top_k, seed=seed,
+                              device=device, progress=not quiet)
+    if trained.report.failed:
+        typer.echo(f"warning: {failure_text(trained.report, str(data))}; skipped", err=True)
+    m = trained.model
+    m.save(out, metrics={"train": m.detector.train_stats_})
+    typer.echo(f"trained on {trained.report.parsed} log lines ({settings.format}): {trained.templates} templates, "
+               f"{len(m.vocab.templates)} in the vocabulary, {trained.rows} rows of {m.vocab.span} x "
+               f"{len(m.vocab.columns)} columns; threshold {m.detector.threshold_.threshold_:.5g}; saved {out}")
+
+
+def _detect_log(model: Path, data: Path, out: Path, plot: Path | None, mode: str, device: str) -> None:
+    from core.jobs.tables import check_outputs_apart, write_table
+    from tsad.logmodel import LogModel, detect_log, failure_text
+
+    if plot is not None or mode != "causal":
+        raise UserError("--plot and --mode offline do not apply to log models")
+    m = LogModel.load(model, device=device)
+    check_outputs_apart([out], [data])
+    found = detect_log(m, data)
+    write_table(found.frame, out)
+    n_alert = int(found.frame["is_anomaly"].sum())
+    typer.echo(f"scored {found.report.parsed} log lines in {len(found.frame)} rows of {m.vocab.span}; {n_alert} "
+               f"anomalous; wrote {out}")
+    if found.report.failed:
+        typer.echo(f"warning: {failure_text(found.report, str(data))}; skipped", err=True)
+    if found.new_count:
+        shown = "; ".join(f"line {n}: {c[:120]}" for n, c in found.new_events[:3])
+        typer.echo(f"note: {found.new_count} line(s) match no training template (counted as 'other'): {shown}",
+                   err=True)
+    if found.dropped:
+        typer.echo(f"note: {found.dropped} line(s) without a timestamp before the first timed one were not counted",
+                   err=True)
 
 
 @app.command()
@@ -184,7 +274,15 @@ def detect(
     Rows with bad numbers or timestamps, or out of time order, are left out with a warning naming
     their lines (exit 3); in causal mode the rows and scores are those of `score` and `monitor`.
 
-    Example: ae tsad detect --model models/daily --data art_daily_jumpsup.csv --out scores.csv --plot scores.png
+    A log model (`train --format log`) reads a log file instead and writes one row per bucket or
+    window of lines: time (bucket start, or the last line's time), first_line, last_line, lines,
+    score, score_prob, is_anomaly, new_templates (lines matching no training template) and
+    templates (for alerted rows: the templates above their usual count). Lines that do not parse
+    are reported on stderr, never fatal.
+
+    Examples: ae tsad detect --model models/daily --data art_daily_jumpsup.csv --out scores.csv --plot scores.png
+
+    ae tsad detect --model models/sshd --data sshd-today.log --out sshd-scores.csv
     """
     from core.device import set_threads
     from core.jobs.cli_support import EXIT_PARTIAL
@@ -192,9 +290,13 @@ def detect(
     from tsad.batch import detect_file, scores_frame
     from tsad.detector import WindowDetector
     from tsad.ingest import describe
+    from tsad.logmodel import is_log_model
 
     setup_logging(quiet)
     set_threads(threads)
+    if is_log_model(model):
+        _detect_log(model, data, out, plot, mode, device)
+        return
     det = WindowDetector.load(model, device=device)
     check_outputs_apart([out, plot], [data])
     found = detect_file(det, data, mode, _value(duplicates))
@@ -270,8 +372,13 @@ def monitor(
     input_path: Annotated[str, typer.Option("--input", help="A file to read (or - for stdin).")] = "-",
     follow: Annotated[bool, typer.Option("--follow", help="Keep reading as the file grows, like tail -F "
                                          "(survives rotation and truncation).")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl. A CSV stream may start without its header "
-                                     "(tail -F prints the last lines only): its columns are then --columns.")] = "csv",
+    fmt: Annotated[str, typer.Option("--format", help="csv, jsonl or log. A CSV stream may start without its header "
+                                     "(tail -F prints the last lines only): its columns are then --columns. log: raw "
+                                     "log lines for a model from `train --format log`; one JSON line per anomalous "
+                                     "bucket/window naming its templates. With log, --state (resume) is not "
+                                     "supported yet (a restart starts fresh rows), and --columns, --duplicates, "
+                                     "--batch, --max-delay, --cooldown, --checkpoint-every and --metrics do not "
+                                     "apply.")] = "csv",
     columns: Annotated[str | None, typer.Option("--columns", help="Column order of a CSV stream without a header "
                                                 "line (default: the model's time column, then its channels, as "
                                                 "`ae tsad train` read them). A header line, if one comes, is "
@@ -309,13 +416,32 @@ def monitor(
     pipe. With --state, a restarted monitor resumes where it stopped; records at or before the
     checkpoint (a replayed stream) are skipped and counted once in the summary.
 
-    Example: tail -F metrics.csv | ae tsad monitor --model models/daily --alerts alerts.jsonl --state mon.state
+    With --format log a bucket is scored when the first line of a later bucket arrives (a window of
+    lines at its last line), and the open one at the end of the input.
+
+    Examples: tail -F metrics.csv | ae tsad monitor --model models/daily --alerts alerts.jsonl --state mon.state
+
+    tail -F /var/log/auth.log | ae tsad monitor --model models/sshd --format log --alerts alerts.jsonl
     """
     from core.device import set_threads
+    from tsad.logmodel import is_log_model
     from tsad.monitor import Monitor
 
     setup_logging(quiet)
     threads = set_threads(threads, default=1)
+    if fmt == "log" or is_log_model(model):
+        if fmt != "log":
+            raise UserError(f"{model} is a log model: monitor it with --format log")
+        if not is_log_model(model):
+            raise UserError(f"{model} is not a log model (train one with `ae tsad train --format log`)")
+        if state is not None:
+            raise UserError("--state (resume) is not supported with --format log yet")
+        from tsad.logmodel import LogMonitor
+
+        mon = LogMonitor(model, input_path, alerts, str(emit_scores) if emit_scores else None, follow,
+                         idle_timeout, device=device, fsync=fsync)
+        typer.echo(mon.run().summary(), err=True)
+        return
     mon = Monitor(model, input_path, fmt, alerts, str(emit_scores) if emit_scores else None, state, follow,
                   cooldown, checkpoint_every, batch, idle_timeout=idle_timeout, device=device, threads=threads,
                   duplicates=_value(duplicates), columns=_cols(columns), fsync=fsync, max_delay=max_delay,
@@ -362,9 +488,13 @@ def score(
     """
     from core.device import set_threads
     from tsad.batch import ScoreOptions, score_job
+    from tsad.logmodel import is_log_model
 
     setup_logging(quiet)
     set_threads(threads)
+    if is_log_model(model):
+        raise UserError(f"{model} is a log model: `score` reads tables only; use `ae tsad detect --model {model} "
+                        "--data FILE.log --out scores.csv`")
     options = ScoreOptions(series_col, chunk_rows, _value(duplicates), state, series)
     result, manifest_path = score_job(model, inputs, out, manifest_path=manifest, skip_existing=skip_existing,
                                       device=device, progress=not quiet, options=options)
