@@ -62,14 +62,14 @@ EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Training epochs
 TuneOpt = Annotated[bool | None, typer.Option(
     "--tune/--no-tune", help="Explicit models (" + ", ".join(n for n, s in REGISTRY.items() if not s.implicit) +
     "): choose the data-dependent settings (L2 weight, epochs, width: the model's small grid, at most 6 fits, "
-    "recipe first) on a seeded validation split of the given training ratings (10 % of each user's), beside the "
+    "cheapest first) on a seeded validation split of the given training ratings (10 % of each user's), beside the "
     "user+item bias baseline on the same split, then refit on all of them with the choice; warns when the model "
     "loses to the baseline and leans on it by a validation-chosen weight. Costs about one extra training per "
     "candidate (2-5x a plain fit; minutes for autorec on a large catalogue, see --tune-budget). Default: on, "
     "unless --epochs pins the settings.")]
 TuneBudgetOpt = Annotated[float, typer.Option(
     "--tune-budget", min=1, help="Seconds the settings search may take; candidates that would overrun it are "
-    "skipped (the recipe is always tried).")]
+    "skipped (the first is always tried).")]
 _FILE = "Ratings file (--dataset FILE)"
 UserColOpt = Annotated[str, typer.Option("--user-col", help="User id column.", rich_help_panel=_FILE)]
 ItemColOpt = Annotated[str, typer.Option("--item-col", help="Item id column.", rich_help_panel=_FILE)]

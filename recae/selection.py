@@ -8,8 +8,9 @@ test set:
 - validation split: a seeded `fraction` (10 %) of each user's ratings, for users with at least
   `min_user_ratings` ratings (others keep all theirs in the fit part); at least one rating per
   such user is held out;
-- search: each candidate of the entry's `grid` (recae.models; {} is the recipe as it is, tried
-  first), with the settings the user pinned kept in every candidate, is trained on the fit part and
+- search: each candidate of the entry's `grid` in order (recae.models; {} is the recipe as it is;
+  the first is always tried, so grids put their cheapest candidates first), with the settings the
+  user pinned kept in every candidate, is trained on the fit part and
   scored by RMSE on the validation ratings, beside recae.baselines.BiasBaseline fitted on the same
   fit part. At most `max_fits` candidates; once `budget_s` is spent, or the next fit is projected
   to overrun it (the mean time of the fits so far), the rest are skipped and recorded as skipped;
@@ -93,7 +94,7 @@ class SelectionPlan:
 
     def candidates(self, spec: RecModel, pinned: dict[str, Any]) -> list[dict[str, Any]]:
         """The entry's grid with the pinned settings put into every candidate, duplicates dropped,
-        recipe first, at most `max_fits`."""
+        in grid order (the first is always tried), at most `max_fits`."""
         grid = spec.grid or ({},)
         out: list[dict[str, Any]] = []
         for candidate in grid:
