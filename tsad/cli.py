@@ -321,7 +321,9 @@ def evaluate(
     data: Annotated[Path | None, typer.Option("--data", help="Your own labelled file instead of a benchmark.")] = None,
     labels: Annotated[str, typer.Option("--labels", help="With --data: the 0/1 label column.")] = "label",
     train_rows: Annotated[int, typer.Option("--train-rows", help="With --data: rows used for training.")] = 400,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for per-file score CSVs (NAB layout).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for per-file score CSVs: NAB's layout for nab; one CSV per test file for skab and "
+        "msl (timestamp, values, score, is_anomaly, label).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as JSON.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N files (quick checks).")] = None,
     window: Annotated[int | None, typer.Option("--window", help="Window length (default per benchmark).")] = None,

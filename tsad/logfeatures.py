@@ -260,6 +260,7 @@ class LogCounter:
         self._step = pd.Timedelta(pd.tseries.frequencies.to_offset(vocab.bucket)) if vocab.bucket else None
         self._width = len(vocab.columns)
         self._open: CountRow | None = None
+        self._bounds: tuple[CountRow | None, int, int] = (None, 0, 0)
         self._n = 0  # records in the open row
         self.dropped = 0  # bucket mode: untimed records before any timed one
         self.rows_emitted = 0
@@ -296,6 +297,13 @@ class LogCounter:
                 return [self._close()]
             return []
         out: list[CountRow] = []
+        opened = self._open
+        if record.time is not None and opened is not None and opened.time is not None:
+            if self._bounds[0] is not opened:  # the open bucket's [start, end) in ns, once per bucket
+                self._bounds = (opened, opened.time.value, (opened.time + self._step).value)
+            if self._bounds[1] <= record.time.value < self._bounds[2]:
+                self._count(opened, record, template_id)  # the common case: no floor, no Timestamp arithmetic
+                return out
         if record.time is not None:
             start = record.time.floor(self._step)
             if self._open is None:

@@ -46,6 +46,7 @@ A day that does not exist in the year found (Feb 29) fails the line ("invalid da
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import math
 import re
@@ -146,6 +147,7 @@ def _read_time_text(text: str) -> pd.Timestamp:
     return _stamp(ts)
 
 
+@functools.lru_cache(maxsize=4096)  # lines of the same second share their timestamp (a pure function)
 def _date(year: int, month: int, day: int, hms: str, micro: int = 0) -> pd.Timestamp:
     h, m, s = (int(x) for x in hms.split(":")) if ":" in hms else (int(hms[:2]), int(hms[2:4]), int(hms[4:6]))
     try:

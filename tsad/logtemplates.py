@@ -185,6 +185,9 @@ class TemplateEvent:
     new: bool = False  # learning: this line created the cluster; matching: no template matched
 
 
+MASK_CACHE_SIZE = 100_000  # masked tokens remembered per miner (then forgotten at once: bounded memory)
+
+
 def is_variable(token: str) -> bool:
     return token == WILDCARD or _VAR_IN_TOKEN.search(token) is not None
 
@@ -202,6 +205,7 @@ class TemplateMiner:
         self.drain = self._new_drain()
         self.aliases: dict[int, int] = {}
         self._by_length: dict[int, list[int]] = {}
+        self._mask_cache: dict[str, str] = {}  # token -> masked token (bounded: MASK_CACHE_SIZE)
 
     def _new_drain(self) -> Drain:
         return Drain(depth=self.config.depth, sim_th=self.config.sim_th, max_children=self.config.max_children,
@@ -215,10 +219,17 @@ class TemplateMiner:
         if len(raw) > MAX_TOKENS:
             raw = raw[: MAX_TOKENS - 1] + [" ".join(raw[MAX_TOKENS - 1:])]
         masked: list[str] = []
+        cache = self._mask_cache
         for tok in raw:
-            for name, rx in self._masks:
-                tok = rx.sub(f"<{name}>", tok)
-            masked.append(tok)
+            hit = cache.get(tok)
+            if hit is None:  # masking is a pure function of the token: most tokens repeat (fixed words)
+                hit = tok
+                for name, rx in self._masks:
+                    hit = rx.sub(f"<{name}>", hit)
+                if len(cache) >= MASK_CACHE_SIZE:
+                    cache.clear()
+                cache[tok] = hit
+            masked.append(hit)
         if not self._list_tokens:
             return raw, masked
         # a run of the same whole-token mask (`<BLK> <BLK> <BLK>`) is one list parameter
