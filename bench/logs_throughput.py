@@ -5,7 +5,8 @@ of generated normal traffic; then 100,000 and 1,000,000 generated lines (normal 
 brute-force burst every 10,000 minutes) are piped through the monitor in a fresh process each. We
 report the monitor's own lines/s (its summary: parsing, template matching, counting, scoring,
 alerting; process start and model load excluded), the wall time including them, and the
-monitor process's peak RSS (GNU time). Issue 12's bar: ≥ 20,000 lines/s on 2 cores with flat memory (peak RSS at 100 k ≈ at 1 M).
+monitor process's peak RSS (GNU time). Issue 12's bar: ≥ 20,000 lines/s on 2 cores with flat
+memory (peak RSS at 100 k ≈ at 1 M).
 Usage: python bench/logs_throughput.py [--lines 100000,1000000] [--threads 1]
 """
 
