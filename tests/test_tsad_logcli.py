@@ -172,3 +172,20 @@ def test_log_model_refuses_table_paths(logs: dict[str, Path], tmp_path: Path) ->
     result = runner.invoke(app, ["tsad", "score", "--model", str(logs["model"]), "--input", str(logs["test"]),
                                  "--out", str(tmp_path / "o.csv")])
     assert result.exit_code == 2 and "use `ae tsad detect" in _errors(result.output)[0]
+
+
+def test_evaluate_bgl_reports_the_autoencoder_beside_pca_and_isolation_forest(data_dir: Path, tmp_path: Path) -> None:
+    """`ae tsad evaluate --benchmark bgl`: the loglizer protocol on BGL_2k, one JSON shape with the
+    other benchmarks (metrics = the autoencoder, baselines, tuning = the part that chose settings)."""
+    torch.set_num_threads(1)
+    out = tmp_path / "bgl.json"
+    result = runner.invoke(app, ["tsad", "evaluate", "--benchmark", "bgl", "--device", "cpu", "--quiet",
+                                 "--json", str(out)], env={"AE_DATA_DIR": str(data_dir)})
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "bgl" and set(doc["baselines"]) == {"pca", "pca_q_statistic", "isolation_forest"}
+    for metrics in (doc["metrics"], *doc["baselines"].values()):
+        assert 0.0 <= metrics["pr_auc"] <= 1.0 and 0.0 <= metrics["f1"] <= 1.0
+    assert doc["data"]["test_windows"] == 20 and doc["data"]["anomalous_test"] == 8
+    assert doc["tuning"]["ae_chosen"] in doc["tuning"]["ae_grid"]
+    assert "isolation_forest" in result.output

@@ -231,8 +231,8 @@ def _ae_scores(x: np.ndarray, fit_rows: np.ndarray, names: list[str], changes: d
                                     "training.patience": None, "network.dropout": 0.1,
                                     "scoring.causal_tail": 1, **changes})
     cfg.training.patience = None
-    fit_x = x[fit_rows]
-    det = WindowDetector(cfg, seed=seed, device=device).fit(fit_x, channel_names=names)
+    x = np.log1p(x)  # the product's feature transform (tsad.logmodel.FEATURES): what users run is measured
+    det = WindowDetector(cfg, seed=seed, device=device).fit(x[fit_rows], channel_names=names)
     return det.raw_score(x).score
 
 
