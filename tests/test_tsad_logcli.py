@@ -189,3 +189,29 @@ def test_evaluate_bgl_reports_the_autoencoder_beside_pca_and_isolation_forest(da
     assert doc["data"]["test_windows"] == 20 and doc["data"]["anomalous_test"] == 8
     assert doc["tuning"]["ae_chosen"] in doc["tuning"]["ae_grid"]
     assert "isolation_forest" in result.output
+
+
+def test_hdfs_burst_of_exceptions_raises_one_alert_naming_the_template(data_dir: Path, tmp_path: Path) -> None:
+    """Loghub's HDFS sample: train on its first 1,500 lines (windows of 20 lines), then monitor the
+    rest with 40 `Got exception while serving` lines injected after its 250th line: the burst
+    alerts and the alert names that template; at most one other alert."""
+    torch.set_num_threads(1)
+    lines = (data_dir / "loghub" / "HDFS" / "HDFS_2k.log").read_text().splitlines()
+    (tmp_path / "train.log").write_text("\n".join(lines[:1500]) + "\n")
+    rest, at = lines[1500:], 250
+    stamp = " ".join(rest[at].split()[:2])
+    burst = [f"{stamp} {3000 + i} WARN dfs.DataNode$DataXceiver: 10.251.30.{i % 200}:50010:Got exception while "
+             f"serving blk_{1000 + i} to /10.251.90.{i % 100}:" for i in range(40)]
+    (tmp_path / "test.log").write_text("\n".join(rest[:at] + burst + rest[at:]) + "\n")
+    trained = runner.invoke(app, ["tsad", "train", "--format", "log", "--log-format", "hdfs", "--lines", "20",
+                                  "--data", str(tmp_path / "train.log"), "--out", str(tmp_path / "m"),
+                                  "--device", "cpu", "--quiet"])
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(app, ["tsad", "monitor", "--model", str(tmp_path / "m"), "--format", "log",
+                                 "--input", str(tmp_path / "test.log"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    alerts = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    first, last = at + 1, at + len(burst)  # the burst's line numbers in test.log
+    on_burst = [a for a in alerts if a["first_line"] <= last and a["last_line"] >= first]
+    assert len(on_burst) == 1 and any("Got exception while serving" in t for t in on_burst[0]["templates"])
+    assert len(alerts) - len(on_burst) <= 1, alerts
