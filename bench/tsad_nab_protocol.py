@@ -34,6 +34,7 @@ from tsad.alerting import AdaptiveAlerting
 from tsad.baselines import WindowedGaussian
 from tsad.config import preset
 from tsad.datasets import iter_nab
+from tsad.evaluate import nab_halves
 
 GRID = [{"long": lg, "short": sh, "level": lv} for lg, sh, lv in itertools.product((500, 1000, 2000), (1, 5),
                                                                                     (True, False))]
@@ -41,12 +42,8 @@ PROFILES = {"standard": "standard", "low_fp": "reward_low_FP_rate", "low_fn": "r
 
 
 def split(names: list[str]) -> tuple[list[str], list[str]]:
-    """The documented rule: alternate files by name within each category."""
-    tuning, evaluation = [], []
-    for _, group in itertools.groupby(sorted(names), key=lambda n: n.split("/")[0]):
-        for i, name in enumerate(group):
-            (tuning if i % 2 == 0 else evaluation).append(name)
-    return tuning, evaluation
+    """The documented rule (tsad.evaluate.NAB_SPLIT_RULE): alternate files by name within each category."""
+    return nab_halves(names)
 
 
 def raw_scores(name: str, seed: int) -> tuple[str, int, np.ndarray, np.ndarray]:

@@ -117,6 +117,10 @@ def test_evaluate_nab_slice(data_dir: Path, tmp_path: Path, monkeypatch: pytest.
     doc = json.loads((tmp_path / "n.json").read_text())
     assert {"nab_standard", "nab_low_fp", "nab_low_fn"} <= set(doc["metrics"])
     assert set(doc["ablations"]["ae_without_level"]) == {"nab_standard", "nab_low_fp", "nab_low_fn"}
+    # metrics: the evaluation half at the tuning half's thresholds; metrics_all: the whole corpus
+    assert {"nab_standard", "nab_low_fp", "nab_low_fn"} <= set(doc["metrics_all"])
+    assert doc["tuning"]["files"] + doc["tuning"]["evaluation_files"] == 2
+    assert set(doc["tuning"]["thresholds"]) == {"nab_standard", "nab_low_fp", "nab_low_fn"}
     assert "ae without level (ablation)" in result.output
     written = list((tmp_path / "nab").rglob("*.csv"))
     assert len(written) == 2

@@ -243,3 +243,11 @@ def test_evaluate_out_writes_each_test_file_as_scored(tmp_path: Path) -> None:
     labels = np.concatenate([f["label"].to_numpy() for f in frames])
     pred = np.concatenate([f["is_anomaly"].to_numpy() for f in frames])
     assert M.point_prf(labels, pred)["f1"] == pytest.approx(result.metrics["f1"], abs=1e-4)
+
+
+def test_nab_halves_alternate_files_within_each_category() -> None:
+    from tsad.evaluate import nab_halves
+
+    names = ["b/2.csv", "a/1.csv", "b/1.csv", "a/3.csv", "a/2.csv", "c/1.csv"]
+    tuning, evaluation = nab_halves(names)
+    assert tuning == ["a/1.csv", "a/3.csv", "b/1.csv", "c/1.csv"] and evaluation == ["a/2.csv", "b/2.csv"]
