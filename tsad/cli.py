@@ -369,6 +369,12 @@ def evaluate(
     echo_table(f"{result.benchmark}: {result.model} autoencoder vs baselines (same run, {result.seconds:.0f} s)",
                columns, rows)
     typer.echo(f"scoring throughput: {result.metrics.get('points_per_second', 0):,.0f} points/s (batch mode)")
+    if "metrics_all" in result.extra:  # NAB: the table is the evaluation half; say what the corpus scores
+        tuning, whole = result.extra["tuning"], result.extra["metrics_all"]
+        typer.echo(f"the table: the evaluation half ({tuning['evaluation_files']} files) at thresholds chosen on the "
+                   f"tuning half ({tuning['files']} files); whole corpus at the same thresholds: standard "
+                   f"{whole['nab_standard']}, at its own optimum (NAB's convention): "
+                   f"{result.extra['metrics_all_own_threshold']['nab_standard']}")
     if json_out is not None:
         E.write_json(result, json_out)
         typer.echo(f"wrote {json_out}")
