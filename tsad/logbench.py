@@ -215,7 +215,7 @@ def make_split(records: Sequence[LogRecord], window_lines: int, train_fraction: 
     train = records[:n_train * window_lines]
     miner = TemplateMiner(miner_config)
     miner.add_all(r.content for r in train)
-    ids = [miner.match(r.content).template_id for r in records]
+    ids = [miner.match_id(r.content) for r in records]
     vocab, _ = build_vocabulary(train, miner, top_k, lines=window_lines, template_ids=ids[:len(train)])
     counts = count_frame(records, vocab, ids)
     return Split(counts, counts.alerts.copy(), n_fit, n_train, len(miner), len(vocab.templates),

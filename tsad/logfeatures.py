@@ -372,7 +372,7 @@ def count_frame(records: Iterable[LogRecord], vocab: Vocabulary, template_ids: I
     rows: list[CountRow] = []
     ids = iter(template_ids) if template_ids is not None else None
     for record in records:
-        tid = next(ids) if ids is not None else miner.match(record.content).template_id
+        tid = next(ids) if ids is not None else miner.match_id(record.content)
         rows.extend(counter.add(record, tid))
     if flush:
         rows.extend(counter.flush())
@@ -384,7 +384,7 @@ def build_vocabulary(records: Sequence[LogRecord], miner: TemplateMiner, top_k: 
                      template_ids: Sequence[int] | None = None) -> tuple[Vocabulary, LogCounts]:
     """The vocabulary of training `records` (ids from `template_ids`, else `miner.match`), with the
     usual counts of its training rows, and those rows."""
-    ids = list(template_ids) if template_ids is not None else [miner.match(r.content).template_id for r in records]
+    ids = list(template_ids) if template_ids is not None else [miner.match_id(r.content) for r in records]
     if len(ids) != len(records):
         raise UserError(f"{len(ids)} template ids for {len(records)} records")
     vocab = Vocabulary.fit(ids, miner.templates(), (r.level for r in records), top_k, bucket=bucket, lines=lines)

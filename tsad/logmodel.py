@@ -35,7 +35,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ from tsad.logfeatures import (
     explain_row,
     rows_frame,
 )
-from tsad.logparse import FORMATS, MAX_LINE_CHARS, LogRecord, ParseReport, _LineError, make_line_parser
+from tsad.logparse import FORMATS, LineParser, LogRecord, ParseReport, make_line_parser
 from tsad.logtemplates import OTHER_ID, TemplateMiner, config_for
 
 log = logging.getLogger(__name__)
@@ -147,38 +147,6 @@ class ParserSettings:
         return cls(**data)
 
 
-class LineParser:
-    """`parse_lines` one line at a time (a live stream): the same report, one syslog-year state."""
-
-    def __init__(self, settings: ParserSettings, report: ParseReport | None = None) -> None:
-        self.parse = settings.line_parser()
-        self.report = report if report is not None else ParseReport()
-
-    def feed(self, n: int, raw: str) -> LogRecord | None:
-        report = self.report
-        report.lines += 1
-        line = raw.rstrip("\r\n")
-        if not line.strip():
-            report.blank += 1
-            return None
-        if len(line) > MAX_LINE_CHARS:
-            report.fail(n, "line too long")
-            return None
-        try:
-            record = self.parse(n, line)
-        except _LineError as exc:
-            report.fail(n, str(exc))
-            return None
-        report.parsed += 1
-        return record
-
-    def records(self, lines: Iterable[str], start: int = 1) -> Iterator[LogRecord]:
-        for n, raw in enumerate(lines, start=start):
-            record = self.feed(n, raw)
-            if record is not None:
-                yield record
-
-
 def failure_text(report: ParseReport, source: str) -> str:
     """One line about unparsed lines: the count, the first line numbers and the first reason."""
     text = f"{source}: {report.summary()}"
@@ -191,7 +159,7 @@ def failure_text(report: ParseReport, source: str) -> str:
 def read_records(path: Path, settings: ParserSettings, report: ParseReport) -> list[LogRecord]:
     """Every record of a log file; no parsed line at all is a UserError (one line)."""
     with open(path, encoding="utf-8", errors="replace", newline="") as fh:
-        records = list(LineParser(settings, report).records(fh))
+        records = list(LineParser(settings.line_parser(), report).records(fh))
     if not records:
         raise UserError(f"no line of {failure_text(report, str(path))} matches log format {settings.format!r}"
                         if report.lines else f"{path} holds no log line")
@@ -217,7 +185,7 @@ class LogModel:
     detector: Any  # tsad.detector.WindowDetector (imported lazily: torch)
 
     def match(self, record: LogRecord) -> int:
-        return self.miner.match(record.content).template_id
+        return self.miner.match_id(record.content)
 
     def save(self, path: str | os.PathLike[str], metrics: dict[str, Any] | None = None) -> Path:
         path = Path(path)
@@ -428,17 +396,17 @@ class LogMonitor:
     def __init__(self, model_dir: str | Path, input_path: str | None = "-", alerts: str | None = "-",
                  scores: str | None = None, follow: bool = False, idle_timeout: float | None = None,
                  device: str = "cpu", fsync: bool = False, poll_seconds: float = 0.2) -> None:
-        from tsad.monitor import _Output
+        from tsad.monitor import JsonLinesOutput
 
         self.model = LogModel.load(model_dir, device=device)
         self.input_path, self.follow = input_path, follow
         self.idle_timeout, self.poll_seconds = idle_timeout, poll_seconds
         self.stats = LogMonitorStats()
-        self.parser = LineParser(self.model.settings, self.stats.report)
+        self.parser = LineParser(self.model.settings.line_parser(), self.stats.report)
         self.counter = LogCounter(self.model.vocab)
         self.scorer = RowScorer(self.model)
-        self.alerts = _Output(alerts, None, fsync)
-        self.scores = _Output(scores, None, fsync) if scores else None
+        self.alerts = JsonLinesOutput(alerts, None, fsync)
+        self.scores = JsonLinesOutput(scores, None, fsync) if scores else None
         self._stop = False
 
     def _lines(self) -> Iterator[str | None]:
@@ -454,17 +422,12 @@ class LogMonitor:
 
     def run(self) -> LogMonitorStats:
         t0 = time.perf_counter()
-        signals = [signal.SIGINT, signal.SIGTERM]
-        previous = {s: signal.getsignal(s) for s in signals}
+        from tsad.monitor import install_handlers, restore_handlers
 
         def handler(signum: int, frame: Any) -> None:
             self._stop = True
 
-        for s in signals:
-            try:
-                signal.signal(s, handler)
-            except ValueError:  # not the main thread (tests)
-                pass
+        previous = install_handlers([signal.SIGINT, signal.SIGTERM], handler)
         line_no = 0
         try:
             for line in self._lines():
@@ -481,11 +444,7 @@ class LogMonitor:
             if not self._stop:
                 self._score(self.counter.flush())
         finally:
-            for s, h in previous.items():
-                try:
-                    signal.signal(s, h)
-                except ValueError:
-                    pass
+            restore_handlers(previous)
             self.alerts.close()
             if self.scores:
                 self.scores.close()

@@ -50,7 +50,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -320,26 +320,42 @@ def make_line_parser(fmt: str = "syslog", *, regex: str | None = None, year: int
     return parse
 
 
+class LineParser:
+    """One line at a time (a live stream, or `parse_lines` over a file): blank lines skipped, a
+    line that fails its format counted in `report` with its number and reason, never raised."""
+
+    def __init__(self, parse: Callable[[int, str], LogRecord], report: ParseReport | None = None) -> None:
+        self.parse = parse  # a `make_line_parser` result (it holds the syslog-year state of one stream)
+        self.report = report if report is not None else ParseReport()
+
+    def feed(self, n: int, raw: str) -> LogRecord | None:
+        report = self.report
+        report.lines += 1
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            report.blank += 1
+            return None
+        if len(line) > MAX_LINE_CHARS:
+            report.fail(n, "line too long")
+            return None
+        try:
+            record = self.parse(n, line)
+        except _LineError as exc:
+            report.fail(n, str(exc))
+            return None
+        report.parsed += 1
+        return record
+
+    def records(self, lines: Iterable[str], start: int = 1) -> Iterator[LogRecord]:
+        for n, raw in enumerate(lines, start=start):
+            record = self.feed(n, raw)
+            if record is not None:
+                yield record
+
+
 def parse_lines(lines: Iterable[str], fmt: str = "syslog", *, report: ParseReport | None = None,
                 start: int = 1, **options) -> Iterator[LogRecord]:
     """Yield a `LogRecord` for every line of `lines` that matches `fmt` (see the module docstring;
     `options` are `make_line_parser`'s: regex, year, time_field, level_field, message_field).
     Non-matching lines go to `report`. Argument errors raise `UserError` at the first `next()`."""
-    parse = make_line_parser(fmt, **options)
-    report = ParseReport() if report is None else report
-    for n, raw in enumerate(lines, start=start):
-        report.lines += 1
-        line = raw.rstrip("\r\n")
-        if not line.strip():
-            report.blank += 1
-            continue
-        if len(line) > MAX_LINE_CHARS:
-            report.fail(n, "line too long")
-            continue
-        try:
-            record = parse(n, line)
-        except _LineError as exc:
-            report.fail(n, str(exc))
-            continue
-        report.parsed += 1
-        yield record
+    yield from LineParser(make_line_parser(fmt, **options), report).records(lines, start)

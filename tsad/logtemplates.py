@@ -338,6 +338,19 @@ class TemplateMiner:
         the one with the fewest variable positions wins (ties: the lowest id); none covering it
         gives `OTHER_ID` with `new=True`."""
         raw, masked = self.mask_tokens(content)
+        cid = self._covering(masked)
+        if cid == OTHER_ID:
+            return TemplateEvent(OTHER_ID, OTHER_TEMPLATE, tuple(raw), True)
+        tokens = self.drain.id_to_cluster[cid].log_template_tokens
+        return TemplateEvent(cid, " ".join(tokens), self._params(tokens, raw), False)
+
+    def match_id(self, content: str) -> int:
+        """`match(content).template_id` without building the template text and parameters (the
+        monitor's per-line path needs only the id)."""
+        return self._covering(self.mask_tokens(content)[1])
+
+    def _covering(self, masked: list[str]) -> int:
+        """The id of the known template covering the masked tokens (see `match`), or OTHER_ID."""
         best: tuple[int, int] | None = None
         for cid in self._by_length.get(len(masked), ()):
             cluster = self.drain.id_to_cluster.get(cid)
@@ -352,10 +365,7 @@ class TemplateMiner:
             else:
                 if best is None or (wild, cid) < best:
                     best = (wild, cid)
-        if best is None:
-            return TemplateEvent(OTHER_ID, OTHER_TEMPLATE, tuple(raw), True)
-        tokens = self.drain.id_to_cluster[best[1]].log_template_tokens
-        return TemplateEvent(best[1], " ".join(tokens), self._params(tokens, raw), False)
+        return OTHER_ID if best is None else best[1]
 
     # ------------------------------------------------------------------------------ views
     def templates(self) -> dict[int, str]:

@@ -26,6 +26,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -43,6 +44,26 @@ from tsad.ingest import DEFAULT_DUPLICATES, SEEN, Accepted, Rejected
 from tsad.stream import AlertDebouncer, MonitorState, RecordParser, follow_lines, pipe_lines
 
 log = logging.getLogger(__name__)
+
+
+def install_handlers(signals: list[signal.Signals], handler: Callable[[int, Any], None]) -> dict[int, Any]:
+    """Route `signals` to `handler`; returns the previous handlers for `restore_handlers`. Outside
+    the main thread (tests) signals cannot be routed, and the caller's handlers stay."""
+    previous = {s: signal.getsignal(s) for s in signals}
+    for s in signals:
+        try:
+            signal.signal(s, handler)
+        except ValueError:
+            pass
+    return previous
+
+
+def restore_handlers(previous: dict[int, Any]) -> None:
+    for s, h in previous.items():
+        try:
+            signal.signal(s, h)
+        except ValueError:
+            pass
 
 
 FIRST_REJECTED = 10  # rejected line numbers kept for the summary
@@ -91,7 +112,7 @@ class MonitorStats:
                 "updated": pd.Timestamp.now(tz="UTC").isoformat()}
 
 
-class _Output:
+class JsonLinesOutput:
     """An append-only JSON-lines sink (a file we can cut back on resume, or stdout)."""
 
     def __init__(self, target: str | None, resume_bytes: int | None, fsync: bool = False) -> None:
@@ -171,8 +192,8 @@ class Monitor:
             self.parser.restore(self.state.parser)
             self.parser.causal.resume()  # a replayed stream: what the checkpoint covers is skipped, not rejected
             self.debouncer.restore(self.state.debouncer)
-        self.alerts = _Output(alerts, self.state.alerts_bytes if resume else None, fsync)
-        self.scores = _Output(scores, self.state.scores_bytes if resume else None, fsync) if scores else None
+        self.alerts = JsonLinesOutput(alerts, self.state.alerts_bytes if resume else None, fsync)
+        self.scores = JsonLinesOutput(scores, self.state.scores_bytes if resume else None, fsync) if scores else None
         keep, c = self.detector.context_rows, len(self.detector.channel_names_)
         buffer = np.asarray(self.state.buffer, dtype=float).reshape(-1, c)
         self.buffer = buffer[max(0, len(buffer) - keep):]
@@ -196,7 +217,6 @@ class Monitor:
     def run(self) -> MonitorStats:
         t0 = self._started = time.perf_counter()
         signals = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])
-        previous = {s: signal.getsignal(s) for s in signals}
 
         def handler(signum: int, frame: Any) -> None:
             if signum == getattr(signal, "SIGUSR1", None):
@@ -204,11 +224,7 @@ class Monitor:
             else:
                 self._stop = True
 
-        for s in previous:
-            try:
-                signal.signal(s, handler)
-            except ValueError:  # not the main thread (tests): rely on the caller
-                pass
+        previous = install_handlers(signals, handler)
         pending: list[tuple[int, list[Any] | Rejected, float]] = []  # split lines: (line number, cells, arrival)
         since_checkpoint = 0
         next_metrics = t0
@@ -250,11 +266,7 @@ class Monitor:
             if self.metrics_path is not None:
                 self._write_metrics()
         finally:
-            for s, h in previous.items():
-                try:
-                    signal.signal(s, h)
-                except ValueError:
-                    pass
+            restore_handlers(previous)
             self.alerts.close()
             if self.scores:
                 self.scores.close()
