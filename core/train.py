@@ -8,12 +8,11 @@ stderr. Seeded, so CPU runs repeat exactly.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -24,10 +23,10 @@ from core.device import resolve_device, seed_everything
 from core.errors import UserError
 from core.jobs.progress import progress_bar
 from core.objective import ReconstructionObjective
+from core.trainparts import OPTIMIZERS, BestEpoch, History, Monitor, make_optimizer  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd", "lbfgs")
 
 Objective = Callable[[nn.Module, Any, float, bool], "tuple[torch.Tensor, dict]"]
 
@@ -86,6 +85,9 @@ class TrainConfig:
     # and accumulate_grad: it always sees the whole training set at full precision)
     lbfgs_iterations: int = 10
     restore_best: bool = False  # end with the weights of the best monitored epoch, even without early stopping
+    # > 1: data-parallel (torch DDP) on this many Ray Train workers, same global batch and seed
+    # (core.distributed; needs the `ray` extra; mini-batch optimisers only)
+    workers: int = 1
     progress: bool = False
     description: str = "training"
 
@@ -106,45 +108,12 @@ class TrainConfig:
             raise UserError("lbfgs_iterations must be at least 1")
         if self.patience is not None and self.patience < 1:
             raise UserError("patience must be at least 1")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise UserError(f"workers must be a whole number of at least 1, got {self.workers!r}")
+        if self.workers > 1:
+            from core.distributed import check_supported
 
-
-@dataclass(frozen=True)
-class Monitor:
-    """A validation metric computed from the model, e.g. NDCG@100 on validation users.
-
-    Early stopping and `restore_best` minimise a loss-like number, so a metric where higher is better
-    is negated (`History.val_loss` keeps that number); the progress bar and the logs show the metric
-    itself under its name ("val ndcg@100 0.4312"), never a puzzling negative "val".
-    """
-
-    metric: Callable[[nn.Module], float]
-    name: str = "val"
-    higher_is_better: bool = False
-
-    def __call__(self, model: nn.Module) -> float:
-        value = float(self.metric(model))
-        return -value if self.higher_is_better else value
-
-    def show(self, loss_like: float) -> str:
-        """The metric as the user knows it, from the loss-like number kept in the history."""
-        return f"{self.name} {-loss_like if self.higher_is_better else loss_like:.4f}"
-
-
-@dataclass
-class History:
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    parts: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = -1
-    stopped_early: bool = False
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> History:
-        return cls(**d)
+            check_supported(self)
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -172,24 +141,6 @@ def as_source(data: Any) -> BatchSource | None:
     raise UserError(f"cannot train on data of type {type(data).__name__}")
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "lbfgs":
-        # lbfgs_iterations per epoch (the state carries across calls; torch's L-BFGS stalls when
-        # resumed after single iterations); the epochs bound the work, so the tolerances only stop it
-        # at an exact optimum (the defaults stop a mean-scaled loss, whose gradients are tiny, early)
-        return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=cfg.lbfgs_iterations, history_size=10,
-                                 line_search_fn="strong_wolfe",
-                                 tolerance_grad=1e-15, tolerance_change=1e-15)
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
-
-
 class Trainer:
     """`Trainer(config, objective).fit(model, train, val)` → History; the model keeps its best weights."""
 
@@ -210,6 +161,10 @@ class Trainer:
         train_src, val_src = as_source(train), (None if monitor else as_source(val))
         if val_src is None and cfg.val_fraction > 0 and isinstance(train_src, TensorSource):
             train_src, val_src = _split(train_src, cfg.val_fraction, generator)
+        if cfg.workers > 1:  # the same loop on N Ray Train workers under DDP; the weights come back into `model`
+            from core.distributed import fit_distributed
+
+            return fit_distributed(self, model, train_src, val_src, monitor, generator)
         model.to(device)
         optimizer = make_optimizer(model, cfg)
         use_amp = cfg.amp and device.type == "cuda"
@@ -313,59 +268,6 @@ class Trainer:
             total += float(loss)
             count += 1
         return total / max(count, 1)
-
-
-def _show_val(monitor: Any, loss_like: float) -> str:
-    """`val <name> <value>` for a named Monitor (true sign), else the loss-like `val <value>`."""
-    return f"val {monitor.show(loss_like)}" if isinstance(monitor, Monitor) else f"val {loss_like:.4f}"
-
-
-class BestEpoch:
-    """What every training loop does after an epoch: note the monitored loss, keep the best
-    weights (with early stopping or `restore_best`), report progress, say when to stop, and at the
-    end restore the best weights and say which epoch was kept ("kept epoch 17 of 40 (val …)")."""
-
-    def __init__(self, config: TrainConfig, history: History, monitor: Any, prog: Any, task: Any) -> None:
-        self.config, self.history, self.monitor, self.prog, self.task = config, history, monitor, prog, task
-        self.best_loss, self.best_state, self.waited = math.inf, None, 0
-
-    def end_epoch(self, model: nn.Module, epoch: int, train_loss: float, monitored: float) -> bool:
-        """Record one epoch (its `train_loss` and `val_loss` already in the history); True: stop now."""
-        cfg, history = self.config, self.history
-        if monitored < self.best_loss - cfg.min_delta:
-            self.best_loss, self.waited, history.best_epoch = monitored, 0, epoch
-            if cfg.patience is not None or cfg.restore_best:
-                self.best_state = copy.deepcopy(model.state_dict())
-        else:
-            self.waited += 1
-        status = f"loss {train_loss:.4f}" + (f" {_show_val(self.monitor, history.val_loss[-1])}"
-                                             if history.val_loss else "")
-        log.debug("epoch %d: %s", epoch + 1, status)
-        if self.prog:
-            self.prog.update(self.task, advance=1, status=status)
-        if cfg.patience is not None and self.waited >= cfg.patience:
-            history.stopped_early = True
-            log.info("early stop after epoch %d; best epoch %d", epoch + 1, history.best_epoch + 1)
-            return True
-        return False
-
-    def finish(self, model: nn.Module) -> None:
-        if self.best_state is None:
-            return
-        model.load_state_dict(self.best_state)
-        kept = _kept_message(self.history, self.monitor)
-        log.info("%s: %s", self.config.description, kept)
-        if self.prog:
-            self.prog.update(self.task, status=kept)
-
-
-def _kept_message(history: History, monitor: Any) -> str:
-    """Which epoch's weights the model ends with, e.g. "kept epoch 17 of 40 (val ndcg@100 0.4312)"."""
-    best = history.best_epoch
-    msg = f"kept epoch {best + 1} of {len(history.train_loss)}"
-    if history.val_loss:
-        return f"{msg} ({_show_val(monitor, history.val_loss[best])})"
-    return f"{msg} (loss {history.train_loss[best]:.4f})"
 
 
 def _split(src: TensorSource, fraction: float, generator: torch.Generator) -> tuple[TensorSource, TensorSource]:

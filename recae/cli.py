@@ -14,10 +14,13 @@ import typer
 from core.errors import UserError
 from core.jobs.cli_support import (
     EXIT_PARTIAL,
+    AddressOpt,
     DeviceOpt,
+    EngineOpt,
     QuietOpt,
     SeedOpt,
     VerboseOpt,
+    WorkersOpt,
     cli_errors,
     echo_table,
     setup_logging,
@@ -121,6 +124,12 @@ def train(
         "ml-100k and ml-1m titles are kept without it.", rich_help_panel=_FILE)] = None,
     tune: TuneOpt = None,
     tune_budget: TuneBudgetOpt = 900.0,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Train data-parallel (torch DDP through Ray Train) on N workers, same global batch and "
+        "seed; needs the `ray` extra (pip install \"ae-toolkit\\[ray]\"); uses the Ray cluster in RAY_ADDRESS, else "
+        "starts a local one. Mini-batch models only (course, deeprec, multdae, multvae); not autorec (full-batch "
+        "L-BFGS), recvae or glocalk (their own training loops). The settings search (--tune) fits its candidates "
+        "with 1 worker; the final fit uses N.")] = 1,
 ) -> None:
     """Train a recommender and save it (weights, id maps, rating scale, training matrix, item titles).
 
@@ -136,7 +145,8 @@ def train(
 
     setup_logging(quiet, verbose)
     rec = AutoencoderRecommender(model=model, epochs=epochs, device=device, seed=seed, progress=not quiet,
-                                 tune=_plan(tune, epochs, tune_budget, seed))
+                                 tune=_plan(tune, epochs, tune_budget, seed), workers=workers)
+    rec.check_workers()  # an unsupported model or a missing `ray` fails now, not after reading the data
     # titles are read before training, so that a bad --items file fails in a second, not after an hour
     titles = (load_titles_file(items_file, item_col) if items_file is not None
               else load_items(dataset) if dataset in NAMED_DATASETS else None)
@@ -475,7 +485,13 @@ def score(
                                                "(default: every user).")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Do nothing if the same model and inputs "
                                                 "already produced --out.")] = False,
+    batch_users: Annotated[int, typer.Option("--batch-users", min=1, help="Users scored at a time (bounds memory: "
+                                             "a batch holds users x items floats); with --engine ray, one "
+                                             "unit of work and one shard.")] = 1024,
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Batch top-k for all (or the listed) users, plus OUT.manifest.json. Exit 3 if some users were unknown
@@ -484,21 +500,31 @@ def score(
     Columns: user, item, rank, score (as `recommend`: higher is better; the predicted rating for
     explicit models, a preference score for implicit ones).
 
+    With --engine ray, blocks of users are scored by Ray workers that each load the model once, and
+    OUT is a folder of Parquet shards with the same rows (the manifest lists the shards); the model
+    directory must be readable at the same path on every node.
+
     Example: ae recae score --model models/autorec --out recs.parquet -k 20
+
+    Example (Ray): ae recae score --model models/autorec --out recs/ --engine ray --workers 2
     """
     from core.artifact import directory_hash
+    from core.engines import check_engine
     from core.jobs.hashing import file_digest
     from core.jobs.manifest import is_up_to_date, manifest_path_for
-    from recae.scoring import score_all
+    from recae.scoring import score_all, score_params
 
     setup_logging(quiet)
+    check_engine(engine, address, workers)
     if skip_existing:
         inputs = [] if users is None else [{"path": str(users), "sha256": file_digest(users)}]
-        if is_up_to_date(manifest_path_for(out), directory_hash(model), inputs, {"k": k}):
+        if is_up_to_date(manifest_path_for(out), directory_hash(model), inputs, score_params(k, engine)):
             typer.echo(f"{out} is up to date; nothing to do")
             return
-    manifest = score_all(model, out, k, users, device=device, progress=not quiet)
-    typer.echo(f"scored {manifest.rows_in - len(manifest.rejected)} users -> {manifest.rows_out} rows in "
+    manifest = score_all(model, out, k, users, batch_users=batch_users, device=device, progress=not quiet,
+                         engine=engine, address=address, workers=workers)
+    where = f" on {manifest.engine['workers']} Ray workers ({len(manifest.shards)} shards)" if manifest.engine else ""
+    typer.echo(f"scored {manifest.rows_in - len(manifest.rejected)} users -> {manifest.rows_out} rows{where} in "
                f"{manifest.duration_s:.2f} s; wrote {out} and {manifest_path_for(out)}")
     if manifest.rejected:
         typer.echo(f"warning: {len(manifest.rejected)} user(s) rejected (see the manifest)", err=True)

@@ -182,6 +182,8 @@ class CourseObjective:
     summing over the batch keeps that sum the same when 64 users share a step (a batch mean would
     shrink it 64-fold against the weight decay)."""
 
+    reduction = "sum"  # the loss sums over the rows of a batch (core.distributed weights it by the workers)
+
     def __call__(self, model: nn.Module, batch: Any, epoch: float, training: bool) -> tuple[torch.Tensor, dict]:
         x, target = batch
         out = model(x) * (target > 0)

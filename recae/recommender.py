@@ -56,18 +56,27 @@ class AutoencoderRecommender(Estimator):
     given (recae.selection), records the search in `selection_` and refits on all of them with the
     choice; with the plan's blend the predictions may lean towards the user+item bias baseline by a
     validation-chosen weight (`blend_weight_`). Like `device`, `tune` says how to fit, not what the
-    model is: it is not saved; what it chose is (`settings_`, `selection_`)."""
+    model is: it is not saved; what it chose is (`settings_`, `selection_`).
+
+    `workers` > 1 trains data-parallel on that many Ray Train workers (core.distributed; the `ray`
+    extra): same global batch and seed, so the same model up to rounding. Models trained full-batch
+    (lbfgs: autorec) or by a loop of their own (recvae, glocalk) refuse it; the settings search fits
+    its candidates with one worker (many short fits, where starting workers would cost more than
+    they save) and only the final refit uses `workers`. Like `device`, it says how to fit, not what
+    the model is, so it is not a saved parameter; a model trained on more than one worker records
+    the count in `settings_` ("workers")."""
 
     kind = KIND
-    _runtime_params = ("device", "progress", "tune")
+    _runtime_params = ("device", "progress", "tune", "workers")
 
     def __init__(self, model: str = "autorec", epochs: int | None = None, batch_size: int | None = None,
                  lr: float | None = None, weight_decay: float | None = None, l2: float | None = None,
                  hidden: int | None = None, positive_threshold: float = 4.0, device: str = "auto", seed: int = 0,
-                 progress: bool = False, tune: bool | SelectionPlan = False) -> None:
+                 progress: bool = False, tune: bool | SelectionPlan = False, workers: int = 1) -> None:
         self.model, self.epochs, self.batch_size, self.lr = model, epochs, batch_size, lr
         self.weight_decay, self.l2, self.hidden, self.positive_threshold = weight_decay, l2, hidden, positive_threshold
         self.device, self.seed, self.progress, self.tune = device, seed, progress, tune
+        self.workers = workers
 
     @property
     def spec(self) -> RecModel:
@@ -91,6 +100,7 @@ class AutoencoderRecommender(Estimator):
             raise UserError(f"hidden must be at least 1, got {self.hidden}")
         if validation is not None and not spec.implicit:
             raise UserError(f"validation users select epochs for the top-N models, not {self.model}")
+        self.check_workers()
         self._train_config(spec, validation is not None).validate()  # bad settings fail before any search
         selection = None
         if self.tune and not spec.implicit:
@@ -128,6 +138,8 @@ class AutoencoderRecommender(Estimator):
         l2 = DEFAULT_L2 if l2 is None else l2
         self.settings_: dict[str, Any] = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
                                           "weight_decay": cfg.weight_decay, "l2": l2, "hidden": hidden}
+        if cfg.workers > 1:
+            self.settings_["workers"] = cfg.workers
         torch.manual_seed(self.seed)
         self.module_ = spec.build(matrix.shape[1], hidden)
         make_trainer = spec.trainer or Trainer  # a model with its own loop (RecVAE) brings it in its entry
@@ -138,6 +150,17 @@ class AutoencoderRecommender(Estimator):
         self.selection_: SelectionResult | None = selection
         self._set_blend(selection.blend_weight if selection is not None else 1.0, ratings)
         return self
+
+    def check_workers(self) -> None:
+        """Refuse `workers` > 1 for a model that cannot train data-parallel, or without Ray, in one
+        line (UserError), before any data is read or any search runs."""
+        if self.workers == 1:
+            return
+        spec = self.spec
+        if spec.trainer is not None:
+            raise UserError(f"--workers > 1 trains with core's Trainer; {self.model} brings its own training loop: "
+                            "use --workers 1")
+        self._train_config(spec, False).validate()  # lbfgs (autorec), a missing `ray`
 
     def pinned_settings(self) -> dict[str, Any]:
         """The settings given to `__init__` (not None): a search keeps them in every candidate."""
@@ -173,7 +196,7 @@ class AutoencoderRecommender(Estimator):
                            lr=given("lr", recipe.lr), weight_decay=given("weight_decay", recipe.weight_decay),
                            seed=self.seed, device=self.device, progress=self.progress,
                            accumulate_grad=spec.accumulate_grad, restore_best=validation,
-                           description=f"recae {self.model}")
+                           workers=self.workers, description=f"recae {self.model}")
 
     def _validation_monitor(self, fold_in: pd.DataFrame, target: pd.DataFrame) -> Any:
         users = IdMap(fold_in["user"])
@@ -193,7 +216,8 @@ class AutoencoderRecommender(Estimator):
     def _forward_rows(self, rows: sp.csr_matrix) -> np.ndarray:
         device = resolve_device(self.device)
         self.module_.to(device).eval()
-        x, _ = self.spec.inputs(torch.from_numpy(rows.toarray().astype(np.float32)))
+        # toarray of the float32 training rows is float32 already: no second dense copy
+        x, _ = self.spec.inputs(torch.from_numpy(rows.toarray().astype(np.float32, copy=False)))
         return self.module_.reconstruct(x.to(device)).float().cpu().numpy()
 
     def _full_predictions(self) -> np.ndarray:
@@ -241,9 +265,9 @@ class AutoencoderRecommender(Estimator):
             resid = sp.csr_matrix((rows.data - mu - item[rows.indices], rows.indices, rows.indptr), shape=rows.shape)
             user = np.asarray(resid.sum(1)).ravel() / (n + bias["reg_user"])
             a = a * n / (n + NEW_USER_PRIOR)
-        base = mu + user[:, None] + item[None, :]
-        if (a == 1.0).all():
+        if (a == 1.0).all():  # before the users×items baseline is built: nothing to blend
             return scores
+        base = mu + user[:, None] + item[None, :]
         return (base + a[:, None] * (scores - base)).astype(np.float32)
 
     def _neighbour_fold_in(self, rows: sp.csr_matrix) -> np.ndarray:
@@ -293,12 +317,47 @@ class AutoencoderRecommender(Estimator):
             out[known] = scores[inv, i[known]]
         return np.clip(out, *self.scale_)
 
-    def _top(self, scores: np.ndarray, seen: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores = np.array(scores, dtype=np.float64, copy=True)
-        r, c = seen.nonzero()
-        scores[r, c] = -np.inf
-        top = topk_indices(scores, k)
-        vals = np.take_along_axis(scores, top, axis=1)
+    def _top(self, scores: np.ndarray, seen: sp.csr_matrix, k: int,
+             inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The k best item indices per row, best first, and their scores (float64): items `seen`
+        (its stored nonzero entries) score -inf, and so do NaN scores, so that they come last (callers
+        drop the non-finite). Equal scores: the lower item index first (and in, at the k-th place).
+        `inplace`: `scores` is the caller's own scratch array (float32 or float64), masked in place
+        instead of copied.
+
+        One torch.topk over the float32 scores (float32 values compare as their float64 copies
+        do, so the choice and order are the float64 ones); the seen mask is set from the CSR
+        arrays directly."""
+        scores = np.asarray(scores)
+        work = scores.dtype if scores.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        if not (inplace and scores.dtype == work and scores.flags.c_contiguous and scores.flags.writeable):
+            scores = np.array(scores, dtype=work, order="C", copy=True)
+        seen = seen.tocsr()
+        rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+        cols = seen.indices
+        stored = seen.data != 0  # what `nonzero()` counts: an explicit zero is not a rating
+        if not stored.all():
+            rows, cols = rows[stored], cols[stored]
+        scores[rows, cols] = -np.inf
+        k = min(k, scores.shape[1])
+        kk = min(k + 1, scores.shape[1])  # one more: shows equal scores straddling the k-th place
+        t = torch.from_numpy(scores)
+        best, top = torch.topk(t, kk, dim=1)
+        if torch.isnan(best).any():  # topk ranks NaN above everything: a row with one has it in its top
+            t.masked_fill_(torch.isnan(t), -np.inf)
+            best, top = torch.topk(t, kk, dim=1)
+        best, top = best.numpy(), top.numpy()
+        if kk > k:
+            for r in np.flatnonzero((best[:, k] == best[:, k - 1]) & np.isfinite(best[:, k - 1])):  # rare
+                row, edge = scores[r], best[r, k - 1]
+                above = np.flatnonzero(row > edge)
+                above = above[np.argsort(-row[above], kind="stable")]
+                top[r, :k] = np.concatenate([above, np.flatnonzero(row == edge)[:k - len(above)]])
+                best[r, :k] = row[top[r, :k]]
+            best, top = best[:, :k], top[:, :k]
+        order = np.lexsort((top, -best), axis=-1)  # equal scores: lower item index first
+        top = np.take_along_axis(top, order, axis=1)
+        vals = np.take_along_axis(best, order, axis=1).astype(np.float64)
         if not self.implicit:  # clip predicted ratings to the scale; seen items stay -inf (never offered)
             vals = np.where(np.isfinite(vals), np.clip(vals, *self.scale_), vals)
         return top, vals
@@ -349,7 +408,10 @@ class AutoencoderRecommender(Estimator):
 
     def score_users(self, user_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and scores for a batch of known users (batch scoring)."""
-        return self._top(self.score_rows(user_idx), self.seen_[user_idx], k)
+        scores = self.score_rows(user_idx)
+        full = getattr(self, "_full", None)  # item-based rows are copies of it; never mask it in place
+        owned = full is None or not np.may_share_memory(scores, full)
+        return self._top(scores, self.seen_[user_idx], k, inplace=owned)
 
     # ------------------------------------------------------------------------------- catalogue
     def attach_titles(self, items: pd.DataFrame) -> AutoencoderRecommender:

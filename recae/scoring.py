@@ -1,7 +1,9 @@
 """Batch top-K scoring of many users, streamed in user batches so memory stays bounded.
 
-`score_batch(rec, user_idx, k)` is a pure function of (model, batch of users): any engine can call
-it. `score_all` writes Parquet/CSV through core.jobs.TableWriter (atomic) plus a run manifest. A users
+`score_batch(rec, user_idx, k)` is a pure function of (model, batch of users): both engines call
+it. `score_all` writes Parquet/CSV through core.jobs.TableWriter (atomic) plus a run manifest; with
+`engine="ray"` the blocks of users are scored by Ray workers (`UserBlockScorer`, one model per
+worker) into a folder of Parquet shards (core.engines.ray_engine), with the same rows. A users
 file's repeated ids are scored once (first place kept); the manifest's input entry records how many
 were dropped (`duplicates_dropped`), and each unknown user is rejected with its 1-based line number
 in the file (its first line, if repeated).
@@ -12,11 +14,14 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from core.artifact import directory_hash
+from core.engines import check_engine
+from core.engines.ray_engine import UnitResult, ray_session, require_ray, run_sharded
 from core.errors import UserError
 from core.jobs.hashing import file_digest
 from core.jobs.manifest import EXIT_OK, EXIT_PARTIAL, RunManifest, manifest_path_for
@@ -64,16 +69,50 @@ def read_user_lines(path: Path) -> list[tuple[int, str]]:
     return users
 
 
+class UserBlockScorer:
+    """A Ray worker's side of `score_all`: the model loaded once per worker from the model directory
+    (which must hash as the driver's did), then `run(block)` for each block of user indices."""
+
+    def __init__(self, model_dir: str, model_hash: str, k: int, device: str = "cpu") -> None:
+        found = directory_hash(Path(model_dir))
+        if found != model_hash:
+            raise UserError(f"model {model_dir} on this worker has hash {found[:12]}, the driver's has "
+                            f"{model_hash[:12]}: the nodes must see the same model directory")
+        self.rec = AutoencoderRecommender.load(Path(model_dir), device=device)
+        self.k = k
+
+    def run(self, users: bytes) -> UnitResult:
+        idx = np.frombuffer(users, dtype="<i8")
+        return UnitResult(score_batch(self.rec, idx, self.k), {"users": int(len(idx))})
+
+
+def score_params(k: int, engine: str = "local") -> dict[str, Any]:
+    """What `--skip-existing` compares: the local engine writes a file, the ray engine a folder."""
+    return {"k": k} if engine == "local" else {"k": k, "engine": engine}
+
+
 def score_all(model_dir: Path, out: Path, k: int = 20, users_file: Path | None = None, batch_users: int = 1024,
-              device: str = "auto", progress: bool = False) -> RunManifest:
+              device: str = "auto", progress: bool = False, engine: str = "local", address: str | None = None,
+              workers: int | None = None) -> RunManifest:
+    """Top-k for every user (or those in `users_file`) into `out` plus OUT.manifest.json. The local
+    engine writes one .parquet/.csv file; `engine="ray"` writes OUT as a folder of Parquet shards
+    (`part-NNNNN.parquet`, one per block of `batch_users` users) scored by `workers` Ray workers."""
+    check_engine(engine, address, workers)
     if k < 1:
         raise UserError(f"-k must be at least 1, got {k}")
-    if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
+    if batch_users < 1:
+        raise UserError(f"--batch-users must be at least 1, got {batch_users}")
+    if engine == "local" and out.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise UserError("--out must end in .parquet or .csv")
+    if engine == "ray" and out.suffix.lower() == ".csv":
+        raise UserError("--engine ray writes a folder of Parquet shards: give --out a folder name, not .csv")
     check_outputs_apart([out, manifest_path_for(out)], [users_file])
+    if engine == "ray":
+        require_ray()  # before the model loads: a missing extra is one line, at once
     rec = AutoencoderRecommender.load(model_dir, device=device)
-    manifest = RunManifest(job="recae score", model_path=str(model_dir), model_hash=directory_hash(model_dir),
-                           params={"k": k}, outputs=[str(out)])
+    model_hash = directory_hash(model_dir)
+    manifest = RunManifest(job="recae score", model_path=str(model_dir), model_hash=model_hash,
+                           params=score_params(k, engine), outputs=[str(out)])
     if users_file is not None:
         lines = read_user_lines(users_file)
         listed = [user for _, user in lines]
@@ -94,10 +133,21 @@ def score_all(model_dir: Path, out: Path, k: int = 20, users_file: Path | None =
     else:
         idx = np.arange(len(rec.user_map_))
     manifest.rows_in = int(len(idx) + len(manifest.rejected))
-    with TableWriter(out) as writer:
-        for start in track(range(0, len(idx), batch_users), "scoring users", progress):
-            writer.write(score_batch(rec, idx[start:start + batch_users], k))
-    manifest.rows_out = writer.rows
+    if engine == "ray":
+        blocks = [idx[start:start + batch_users].astype("<i8").tobytes() for start in range(0, len(idx), batch_users)]
+        worker = {"model_dir": str(Path(model_dir).resolve()), "model_hash": model_hash, "k": k,
+                  "device": "cpu" if device == "auto" else device}
+        with ray_session(address, workers) as n:
+            shards = run_sharded(out, blocks, UserBlockScorer, worker, n, progress, "scoring users")
+        manifest.engine = {"name": "ray", "workers": n, "address": address}
+        manifest.shards = [{"file": s.file, "rows": s.rows, "users": s.meta["users"], "worker": s.worker}
+                           for s in shards if s.file]
+        manifest.rows_out = sum(s.rows for s in shards)
+    else:
+        with TableWriter(out) as writer:
+            for start in track(range(0, len(idx), batch_users), "scoring users", progress):
+                writer.write(score_batch(rec, idx[start:start + batch_users], k))
+        manifest.rows_out = writer.rows
     manifest.finish(EXIT_PARTIAL if manifest.rejected else EXIT_OK)
     manifest.write(manifest_path_for(out))
     return manifest

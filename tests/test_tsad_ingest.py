@@ -273,9 +273,10 @@ def test_cli_detect_score_and_monitor_agree_on_a_messy_file(models: dict[str, Pa
        chunk_rows=st.integers(8, 24), batch=st.integers(1, 6))
 def test_library_paths_agree_on_messy_series(models: dict[str, Path], kinds: list[str], chunk_rows: int,
                                              batch: int) -> None:
-    from tsad.batch import detect_file, score_inputs
+    from tsad.batch import detect_file
     from tsad.detector import WindowDetector
     from tsad.monitor import Monitor
+    from tsad.scorejob import score_inputs
 
     model = models["smoothed"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -46,13 +46,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.artifact import directory_hash
 from core.errors import UserError
 from core.jobs.atomic import atomic_dir
-from core.jobs.hashing import file_digest
-from core.jobs.manifest import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, RunManifest, is_up_to_date, manifest_path_for
-from core.jobs.progress import track
-from core.jobs.tables import TableWriter, check_outputs_apart, expand_inputs
+from core.jobs.manifest import RunManifest
 from core.jsontext import parse_json
 from tsad.datasets import Series
 from tsad.detector import Scores, WindowDetector
@@ -66,7 +62,6 @@ from tsad.ingest import (
     Rejected,
     Rows,
     RowScreen,
-    check_duplicates,
     describe,
     fill_gaps,
     read_rows,
@@ -199,7 +194,11 @@ class ScoreState:
         return scorer
 
     def save(self, scorers: dict[str, CausalScorer], model_path: str) -> None:
-        series = {**self.saved, **{key: s.state() for key, s in scorers.items()}}
+        self.save_states({key: s.state() for key, s in scorers.items()}, model_path)
+
+    def save_states(self, states: dict[str, dict[str, Any]], model_path: str) -> None:
+        """Write every series' scorer state (`CausalScorer.state()`), keeping the series this run left alone."""
+        series = {**self.saved, **states}
         doc = {"version": STATE_VERSION, "model_path": model_path, "model_hash": self.model_hash,
                "window": self.det.window, "context_rows": self.det.context_rows,
                "channels": list(self.det.channel_names_), "series": series}
@@ -295,48 +294,6 @@ def _params(series_col: str | None) -> dict[str, Any]:
     return ScoreOptions(series_col).params()
 
 
-def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col: str | None = None,
-                 chunk_rows: int = 100_000, device: str = "auto", progress: bool = False,
-                 options: ScoreOptions | None = None) -> RunManifest:
-    """Score every input file into `out`; the returned manifest lists inputs, counts and rejections.
-    `options` (when given) replaces `series_col` and `chunk_rows`. Each input entry counts its rows
-    (`rows` read, `rejected`, `already_scored`, `scored`: with a score, `unscored`: kept but short of
-    window history) and says why rows were not scored (`note`)."""
-    opts = options or ScoreOptions(series_col, chunk_rows)
-    check_duplicates(opts.duplicates)
-    det = WindowDetector.load(model_dir, device=device)
-    files = expand_inputs(inputs)
-    if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
-        raise UserError("--out must end in .parquet or .csv")
-    check_outputs_apart([out, manifest_path_for(out), *([opts.state] if opts.state else [])], list(files))
-    if opts.chunk_rows < det.window:
-        raise UserError(f"--chunk-rows must be at least the window ({det.window})")
-    model_hash = directory_hash(model_dir)
-    state = ScoreState(opts.state, det, model_hash, opts.duplicates) if opts.state is not None else None
-    manifest = RunManifest(job="tsad score", model_path=str(model_dir), model_hash=model_hash,
-                           params=opts.params(), outputs=[str(out), *([str(opts.state)] if opts.state else [])])
-    kept: dict[str, CausalScorer] = {}  # with a state: every series of the run, saved at the end
-    with TableWriter(out) as writer:
-        for path in track(files, "scoring files", progress):
-            entry: dict[str, Any] = {"path": str(path), "sha256": file_digest(path), "rows": 0, "rejected": 0,
-                                     "already_scored": 0, "scored": 0, "unscored": 0}
-            manifest.inputs.append(entry)
-            scorers: dict[Any, CausalScorer] = {}
-            try:
-                for frame in _score_file(det, path, opts, manifest, entry, scorers, state, kept):
-                    writer.write(frame)
-            except UserError as exc:
-                manifest.reject(str(path), str(exc))
-                entry["rejected"] = "file"
-                log.warning("rejected %s: %s", path, exc)
-            _explain(det, entry, scorers, state is not None)
-    if state is not None:  # only now: the output is committed; a failure above leaves the old state
-        state.save(kept, str(model_dir))
-    manifest.rows_in = sum(e["rows"] for e in manifest.inputs)
-    manifest.rows_out = writer.rows
-    return manifest
-
-
 def _score_file(det: WindowDetector, path: Path, opts: ScoreOptions, manifest: RunManifest,
                 entry: dict[str, Any], scorers: dict[Any, CausalScorer], state: ScoreState | None,
                 kept: dict[str, CausalScorer]) -> Iterator[pd.DataFrame]:
@@ -389,9 +346,9 @@ def _record(manifest: RunManifest, path: Path, entry: dict[str, Any], rejected: 
     entry["already_scored"] += len(seen)
 
 
-def _explain(det: WindowDetector, entry: dict[str, Any], scorers: dict[Any, CausalScorer], stateful: bool) -> None:
-    """Why rows of this input have no score: `entry["note"]`, and a warning when nothing carries
-    the history to the next run."""
+def _explain(det: WindowDetector, entry: dict[str, Any], histories: list[int], stateful: bool) -> str | None:
+    """Why rows of this input have no score: `entry["note"]`; returns a warning when nothing carries
+    the history of its too-short series (`histories`: rows each series has seen) to the next run."""
     notes = []
     if entry["unscored"]:
         need = det.context_rows + 1
@@ -407,40 +364,8 @@ def _explain(det: WindowDetector, entry: dict[str, Any], scorers: dict[Any, Caus
                      f"timestamp)")
     if notes:
         entry["note"] = "; ".join(notes)
-    short = [s for s in scorers.values() if s.history <= det.context_rows]
+    short = [h for h in histories if h <= det.context_rows]
     if short and not stateful:
-        log.warning("%s: %d row(s), fewer than the %d a score needs (window %d): %s", entry["path"],
-                    sum(s.history for s in short), det.context_rows + 1, det.window,
-                    "no row of it can be scored; use --state DIR to carry context between runs")
-
-
-def score_job(model_dir: Path, inputs: str | list[str], out: Path, series_col: str | None = None,
-              chunk_rows: int = 100_000, manifest_path: Path | None = None, skip_existing: bool = False,
-              device: str = "auto", progress: bool = False,
-              options: ScoreOptions | None = None) -> tuple[RunManifest | None, Path]:
-    """`ae tsad score` as a library call: score, finish and write the manifest (status and exit code
-    0 ok, 3 partial: some inputs or rows rejected). Returns (None, manifest path) when `skip_existing`
-    finds the same model, inputs and options already produced `out`. A bad argument or input raises
-    UserError and writes nothing; any other failure writes a failed manifest and re-raises (and
-    leaves a `--state` as it was)."""
-    opts = options or ScoreOptions(series_col, chunk_rows)
-    manifest_path = Path(manifest_path) if manifest_path else manifest_path_for(out)
-    params = opts.params()
-    if skip_existing:
-        fingerprints = [{"path": str(p), "sha256": file_digest(p)} for p in expand_inputs(inputs)]
-        if is_up_to_date(manifest_path, directory_hash(model_dir), fingerprints, params):
-            return None, manifest_path
-    try:
-        manifest = score_inputs(model_dir, inputs, out, device=device, progress=progress, options=opts)
-    except UserError:
-        raise
-    except Exception as exc:  # a real failure: record it so a scheduler can see why
-        failed = RunManifest(job="tsad score", model_path=str(model_dir), model_hash="", params=params)
-        failed.reject("*", f"{type(exc).__name__}: {exc}")
-        failed.finish(EXIT_FAILURE)
-        if manifest_path.parent.is_dir():
-            failed.write(manifest_path)
-        raise
-    manifest.finish(EXIT_PARTIAL if manifest.rejected else EXIT_OK)
-    manifest.write(manifest_path)
-    return manifest, manifest_path
+        return (f"{entry['path']}: {sum(short)} row(s), fewer than the {det.context_rows + 1} a score needs "
+                f"(window {det.window}): no row of it can be scored; use --state DIR to carry context between runs")
+    return None

@@ -12,11 +12,14 @@ import typer
 from core.corruption import CORRUPTIONS
 from core.errors import UserError
 from core.jobs.cli_support import (
+    AddressOpt,
     DeviceOpt,
+    EngineOpt,
     QuietOpt,
     SeedOpt,
     ThreadsOpt,
     VerboseOpt,
+    WorkersOpt,
     choice_enum,
     cli_errors,
     echo_table,
@@ -149,6 +152,10 @@ def train(
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Train data-parallel (torch DDP through Ray Train) on N workers, same global batch and "
+        "seed; needs the `ray` extra (pip install \"ae-toolkit\\[ray]\"); uses the Ray cluster in RAY_ADDRESS, else "
+        "starts a local one. Every network variant (all train with mini-batch Adam).")] = 1,
 ) -> None:
     """Train a detector on normal data and save it with its scaler and threshold.
 
@@ -199,15 +206,15 @@ def train(
         "network.noise_level": noise_level, "training.epochs": epochs, "threshold.rule": rule,
         "threshold.q": threshold_q, "threshold.contamination": contamination, "threshold.risk": risk,
         "threshold.margin": margin, "scoring.smooth": smooth, "alerting.mode": mode, "alerting.level": level_check,
-        "alerting.cutoff": cutoff, "alerting.risk": spot_risk})
-    config.validate()  # before reading the data
+        "alerting.cutoff": cutoff, "alerting.risk": spot_risk, "training.workers": workers})
+    config.validate()  # before reading the data (an unsupported --workers or a missing `ray` too)
     if is_log:
         _train_log(data, out, config, log_format, log_regex, bucket, lines, top_templates, seed, device, quiet)
         return
     series = _load(data, time_col, _cols(value_cols), _value(duplicates))
     det = WindowDetector(config, seed=seed, device=device, progress=not quiet)
     det.fit(series, time_col=time_col or (series.timestamps.name if series.timestamps is not None else None))
-    det.save(out, metrics={"train": det.train_stats_})
+    det.save(out, metrics={"train": {**det.train_stats_, **({"workers": workers} if workers > 1 else {})}})
     typer.echo(f"trained on {len(series)} rows x {len(series.channels)} channel(s) ({', '.join(series.channels)}); "
                f"threshold {det.threshold_.threshold_:.5g}; saved {out}")
 
@@ -514,6 +521,9 @@ def score(
                                                   "OUT.manifest.json).")] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Scheduled batch scoring with a run manifest. Exit codes: 0 all scored, 1 failed, 2 bad arguments,
@@ -526,10 +536,17 @@ def score(
     Example (cron, hourly; files of earlier hours are skipped as already scored):
     0 * * * * ae tsad score --model /models/daily --input '/data/in/*.csv' --out /data/scores.parquet
     --state /data/score.state
+
+    With --engine ray, series are scored in parallel by Ray workers that each load the model once:
+    one unit of work per file, or per series with --series-col or --state (the files are then read
+    once here and split by series). OUT is a folder of Parquet shards with the same rows and scores.
+
+    Example (Ray): ae tsad score --model models/plant --input 'sensors/*.csv' --out scores/ --engine ray
     """
     from core.device import set_threads
-    from tsad.batch import ScoreOptions, score_job
+    from tsad.batch import ScoreOptions
     from tsad.logmodel import is_log_model
+    from tsad.scorejob import EngineOptions, score_job
 
     setup_logging(quiet)
     set_threads(threads)
@@ -538,7 +555,8 @@ def score(
                         "--data FILE.log --out scores.csv`")
     options = ScoreOptions(series_col, chunk_rows, _value(duplicates), state, series)
     result, manifest_path = score_job(model, inputs, out, manifest_path=manifest, skip_existing=skip_existing,
-                                      device=device, progress=not quiet, options=options)
+                                      device=device, progress=not quiet, options=options,
+                                      engine=EngineOptions(engine, address, workers))
     if result is None:
         typer.echo(f"{out} is up to date; nothing to do")
         return

@@ -20,7 +20,8 @@ from tsad.alerting import AlertingConfig
 CONFIG_VERSION = 2  # 1: the flat keyword list of WindowDetector before nested configs
 THRESHOLD_RULES = ("max", "percentile", "contamination", "pot")
 MAX_ROWS = 100_000  # window and smoothing lengths: beyond this a "row of history" is surely a mistake
-_TRAIN_RUNTIME = ("device", "progress", "description", "seed")  # set by the estimator at fit time
+# set by the estimator (or the CLI: workers) at fit time; how it trains, not what the model is
+_TRAIN_RUNTIME = ("device", "progress", "description", "seed", "workers")
 
 
 @dataclass

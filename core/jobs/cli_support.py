@@ -29,6 +29,17 @@ ThreadsOpt = Annotated[int | None, typer.Option(
     "--threads", min=1, help="CPU threads for torch (at least 1). Default: OMP_NUM_THREADS if set, else 1 for "
     "`tsad monitor` (a record or micro-batch at a time gains nothing from more threads and slows down on a busy "
     "machine) and torch's default (one per core) for `tsad score` and `tsad detect`.")]
+EngineOpt = Annotated[str, typer.Option(
+    "--engine", help="Where the units of work run: local (this process, the default) or ray (a Ray cluster: "
+    "started on this machine for the job, or the one at --address; needs the extra: pip install "
+    "\"ae-toolkit[ray]\"). With ray, --out is a folder of Parquet shards (part-NNNNN.parquet) that pandas and "
+    "pyarrow read as one table.")]
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", help="With --engine ray: the cluster to join (auto: the one `ray start --head` runs on this "
+    "machine, HOST:PORT, or ray://HOST:PORT for Ray Client). Default: start a local Ray for this job.")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", min=1, help="With --engine ray: worker processes, one CPU and one torch thread each "
+    "(default: every CPU of the cluster).")]
 
 
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:

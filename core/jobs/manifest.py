@@ -1,7 +1,8 @@
 """Run manifests for batch jobs: what a run read, wrote and rejected, and whether a re-run can be skipped.
 
 The manifest records the model path and content hash, input fingerprints, row counts, rejected rows
-with reasons, duration and exit status, and is written atomically next to the output.
+with reasons, the engine and the shards of a sharded output, duration and exit status, and is
+written atomically next to the output.
 `is_up_to_date` says whether the same model, inputs and parameters already produced the output.
 """
 
@@ -37,6 +38,10 @@ class RunManifest:
     rows_in: int = 0
     rows_out: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # where it ran ({"name": "ray", "workers": 2, "address": None}); empty for the local engine
+    engine: dict[str, Any] = field(default_factory=dict)
+    # the files of a sharded output (a folder): [{"file": "part-00000.parquet", "rows": 20480, ...}]
+    shards: list[dict[str, Any]] = field(default_factory=list)
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     duration_s: float = 0.0
     status: str = "running"
@@ -81,5 +86,7 @@ def is_up_to_date(manifest: str | os.PathLike[str], model_hash: str, inputs: lis
         return [(i["path"], i["sha256"]) for i in items]
 
     same_inputs = key(old.get("inputs", [])) == key(inputs)
+    outputs = [Path(o) for o in old.get("outputs", [])]
+    shards_there = all(outputs and (outputs[0] / str(s.get("file"))).is_file() for s in old.get("shards", []))
     return (old.get("status") in ("ok", "partial") and old.get("model_hash") == model_hash and same_inputs
-            and old.get("params") == params and all(Path(o).is_file() for o in old.get("outputs", [])))
+            and old.get("params") == params and all(o.is_file() or o.is_dir() for o in outputs) and shards_there)
