@@ -479,7 +479,8 @@ def _maybe_int(s: str):  # noqa: ANN202
 @cli_errors
 def score(
     model: Annotated[Path, typer.Option("--model", help="Model directory from `ae recae train`.")],
-    out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv (written atomically).")],
+    out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv (written atomically); with "
+                                                     "--engine ray, a folder of Parquet shards.")],
     k: Annotated[int, typer.Option("-k", "--k", help="Recommendations per user.")] = 20,
     users: Annotated[Path | None, typer.Option("--users", help="Text file with one user id per line "
                                                "(default: every user).")] = None,

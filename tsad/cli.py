@@ -503,7 +503,8 @@ def score(
     model: Annotated[Path, typer.Option("--model", help="Model directory from `ae tsad train`.")],
     inputs: Annotated[list[str], typer.Option("--input", help="A file, a folder or a glob of CSV/Parquet "
                                               "files (repeatable).")],
-    out: Annotated[Path, typer.Option("--out", help="Output: .parquet or .csv (written atomically).")],
+    out: Annotated[Path, typer.Option("--out", help="Output: .parquet or .csv (written atomically); with "
+                                             "--engine ray, a folder of Parquet shards.")],
     series_col: Annotated[str | None, typer.Option("--series-col", help="Column that names the series when a "
                                                    "file holds several.")] = None,
     state: Annotated[Path | None, typer.Option("--state", help="Directory that carries each series' history "

@@ -32,7 +32,7 @@ ThreadsOpt = Annotated[int | None, typer.Option(
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="Where the units of work run: local (this process, the default) or ray (a Ray cluster: "
     "started on this machine for the job, or the one at --address; needs the extra: pip install "
-    "\"ae-toolkit[ray]\"). With ray, --out is a folder of Parquet shards (part-NNNNN.parquet) that pandas and "
+    "\"ae-toolkit\\[ray]\"). With ray, --out is a folder of Parquet shards (part-NNNNN.parquet) that pandas and "
     "pyarrow read as one table.")]
 AddressOpt = Annotated[str | None, typer.Option(
     "--address", help="With --engine ray: the cluster to join (auto: the one `ray start --head` runs on this "
