@@ -66,3 +66,36 @@ def test_a_two_node_cluster_reached_by_address_gives_the_local_rows(rec_model: P
     manifest = json.loads((tmp_path / "recs.manifest.json").read_text())
     assert manifest["engine"] == {"name": "ray", "workers": 2, "address": address}
     assert len(manifest["shards"]) == 4
+
+
+def test_a_ray_job_killed_mid_way_leaves_the_previous_output(rec_model: Path, tmp_path: Path) -> None:
+    """`kill -9` of the driver once its first shard is in the temporary folder: OUT is still the
+    previous run's, whole; the next run replaces it and leaves no temporaries."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "recs"
+
+    def cmd(k: str) -> list[str]:
+        return [sys.executable, "-c", "from cli import main; main()", "recae", "score", "--model", str(rec_model),
+                "--out", str(out), "-k", k, "--engine", "ray", "--workers", "2", "--batch-users", "5", "--quiet"]
+
+    subprocess.run(cmd("3"), env=env, check=True, capture_output=True)
+    before = read_shards(out)
+    proc = subprocess.Popen(cmd("5"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".recs.*.tmp/part-*.parquet")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the job ended before it could be killed"
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".recs.*.tmp/part-*.parquet")), "no shard appeared within 120 s"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    pd.testing.assert_frame_equal(read_shards(out), before)  # the old output, whole
+    subprocess.run(cmd("5"), env=env, check=True, capture_output=True)
+    assert read_shards(out).groupby("user").size().eq(5).all()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".") and not p.name.endswith(".v")) == []
