@@ -149,7 +149,8 @@ def demo(
 ) -> None:
     """The whole product on its embedded default: recommender and anomaly detector on real data,
     summarised in one self-contained HTML report. Uses ml-100k and nab under AE_DATA_DIR, downloading
-    them (checksums verified) when they are missing.
+    them (checksums verified) when they are missing, and the Loghub OpenSSH sample when loghub is
+    there (a log model alerting on an injected brute-force burst; skipped with a note otherwise).
 
     Example: ae demo --out demo
     """
@@ -177,7 +178,8 @@ def demo(
     t0 = time.perf_counter()
     root = data_dir()
     sections = [recae_demo.run(root, out, device, seed, quick, not quiet),
-                tsad_demo.run(root, out, device, seed, quick, not quiet)]
+                tsad_demo.run(root, out, device, seed, quick, not quiet),
+                tsad_demo.run_logs(root, out, device, seed, quick, not quiet)]
     report = write_report(out / "report.html", "ae demo: autoencoders for recommendations and anomalies", sections,
                           meta={"data": str(root), "device": device, "seed": seed,
                                 "seconds": f"{time.perf_counter() - t0:.0f}"})

@@ -166,12 +166,10 @@ def test_damaged_miner_state_is_refused(logs: dict[str, Path], tmp_path: Path, d
 def test_log_model_refuses_table_paths(logs: dict[str, Path], tmp_path: Path) -> None:
     result = runner.invoke(app, ["tsad", "monitor", "--model", str(logs["model"]), "--input", str(logs["test"])])
     assert result.exit_code == 2 and "--format log" in _errors(result.output)[0]
-    result = runner.invoke(app, ["tsad", "monitor", "--model", str(logs["model"]), "--format", "log",
-                                 "--state", str(tmp_path / "st")])
-    assert result.exit_code == 2 and "not supported" in _errors(result.output)[0]
+    # `score` reads log files with a log model (tests/test_tsad_logscore.py); line 6 is not syslog: exit 3
     result = runner.invoke(app, ["tsad", "score", "--model", str(logs["model"]), "--input", str(logs["test"]),
-                                 "--out", str(tmp_path / "o.csv")])
-    assert result.exit_code == 2 and "use `ae tsad detect" in _errors(result.output)[0]
+                                 "--out", str(tmp_path / "o.csv"), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 3 and "1 line(s) rejected" in result.output
 
 
 def test_evaluate_bgl_reports_the_autoencoder_beside_pca_and_isolation_forest(data_dir: Path, tmp_path: Path) -> None:

@@ -423,10 +423,9 @@ def monitor(
     fmt: Annotated[str, typer.Option("--format", help="csv, jsonl or log. A CSV stream may start without its header "
                                      "(tail -F prints the last lines only): its columns are then --columns. log: raw "
                                      "log lines for a model from `train --format log`; one JSON line per anomalous "
-                                     "bucket/window naming its templates. With log, --state (resume) is not "
-                                     "supported yet (a restart starts fresh rows), and --columns, --duplicates, "
-                                     "--batch, --max-delay, --cooldown, --checkpoint-every and --metrics do not "
-                                     "apply.")] = "csv",
+                                     "bucket/window naming its templates; --state resumes it too (see below), and "
+                                     "--columns, --duplicates, --batch, --max-delay, --cooldown and --metrics do "
+                                     "not apply.")] = "csv",
     columns: Annotated[str | None, typer.Option("--columns", help="Column order of a CSV stream without a header "
                                                 "line (default: the model's time column, then its channels, as "
                                                 "`ae tsad train` read them). A header line, if one comes, is "
@@ -438,7 +437,8 @@ def monitor(
     state: Annotated[Path | None, typer.Option("--state", help="Checkpoint file: resume exactly where a previous "
                                                "run stopped.")] = None,
     cooldown: Annotated[int, typer.Option("--cooldown", help="Normal records that close an alert.")] = 10,
-    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Save state every N records.")] = 1000,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Save state every N records "
+                                                  "(with --format log: every N lines).")] = 1000,
     batch: Annotated[int, typer.Option("--batch", help="Score up to N waiting records together (throughput vs "
                                        "latency; a record never waits for more input).")] = 32,
     max_delay: Annotated[float, typer.Option("--max-delay", help="Longest a record waits for its batch to fill, "
@@ -465,7 +465,13 @@ def monitor(
     checkpoint (a replayed stream) are skipped and counted once in the summary.
 
     With --format log a bucket is scored when the first line of a later bucket arrives (a window of
-    lines at its last line), and the open one at the end of the input.
+    lines at its last line), and the open one at the end of the input. With --state the open
+    bucket/window stays open in the state (a resumed run continues it; an alert the end of the input
+    wrote for it is cut from the --alerts file on resume and written again when the row closes). A
+    resumed log monitor reads the same file on from where it stopped; another input whose first line
+    is the first line the state counted is a replay of that stream: the lines the state covers are
+    skipped (line counts, not timestamps: many log lines share one second); any other input is the
+    continuation (every line new, line numbers going on).
 
     Examples: tail -F metrics.csv | ae tsad monitor --model models/daily --alerts alerts.jsonl --state mon.state
 
@@ -482,12 +488,11 @@ def monitor(
             raise UserError(f"{model} is a log model: monitor it with --format log")
         if not is_log_model(model):
             raise UserError(f"{model} is not a log model (train one with `ae tsad train --format log`)")
-        if state is not None:
-            raise UserError("--state (resume) is not supported with --format log yet")
         from tsad.logmodel import LogMonitor
 
         mon = LogMonitor(model, input_path, alerts, str(emit_scores) if emit_scores else None, follow,
-                         idle_timeout, device=device, fsync=fsync)
+                         idle_timeout, device=device, fsync=fsync, state_path=state,
+                         checkpoint_every=checkpoint_every)
         typer.echo(mon.run().summary(), err=True)
         return
     mon = Monitor(model, input_path, fmt, alerts, str(emit_scores) if emit_scores else None, state, follow,
@@ -543,6 +548,13 @@ def score(
     once here and split by series). OUT is a folder of Parquet shards with the same rows and scores.
 
     Example (Ray): ae tsad score --model models/plant --input 'sensors/*.csv' --out scores/ --engine ray
+
+    A log model (`train --format log`) reads log files instead (a folder: all its files), each its own
+    stream, scored as `detect` scores one: one row per bucket or window of lines with a `source`
+    column before detect's columns. Lines that do not match the log format are rejected with their
+    line numbers in the manifest (exit 3). --state, --series-col and --engine ray do not apply to logs.
+
+    Example (logs): ae tsad score --model models/sshd --input 'logs/*.log' --out scores.parquet
     """
     from core.device import set_threads
     from tsad.batch import ScoreOptions
@@ -552,8 +564,8 @@ def score(
     setup_logging(quiet)
     set_threads(threads)
     if is_log_model(model):
-        raise UserError(f"{model} is a log model: `score` reads tables only; use `ae tsad detect --model {model} "
-                        "--data FILE.log --out scores.csv`")
+        _score_logs(model, inputs, out, state, series_col, engine, skip_existing, manifest, device, quiet)
+        return
     options = ScoreOptions(series_col, chunk_rows, _value(duplicates), state, series)
     result, manifest_path = score_job(model, inputs, out, manifest_path=manifest, skip_existing=skip_existing,
                                       device=device, progress=not quiet, options=options,
@@ -569,6 +581,23 @@ def score(
                        err=True)
     if result.exit_code:
         typer.echo(f"warning: {len(result.rejected)} input(s)/row(s) rejected (see {manifest_path})", err=True)
+        raise typer.Exit(result.exit_code)
+
+
+def _score_logs(model: Path, inputs: list[str], out: Path, state: Path | None, series_col: str | None, engine: str,
+                skip_existing: bool, manifest: Path | None, device: str, quiet: bool) -> None:
+    """`score` on a log model (tsad.logscore)."""
+    from tsad.logscore import check_log_options, log_score_summary, score_log_job
+
+    check_log_options(out, state=state, series_col=series_col, engine=engine)
+    result, manifest_path = score_log_job(model, inputs, out, manifest_path=manifest, skip_existing=skip_existing,
+                                          device=device, progress=not quiet)
+    if result is None:
+        typer.echo(f"{out} is up to date; nothing to do")
+        return
+    typer.echo(f"{log_score_summary(result)} in {result.duration_s:.2f} s; wrote {out} and {manifest_path}")
+    if result.exit_code:
+        typer.echo(f"warning: {len(result.rejected)} line(s)/file(s) rejected (see {manifest_path})", err=True)
         raise typer.Exit(result.exit_code)
 
 

@@ -19,7 +19,8 @@ templates on them with the format's documented miner setting (tsad.logtemplates.
 build the vocabulary and count rows per time bucket or per N lines from *match-only* template ids
 (the same `match` that scoring uses), and fit the detector on the rows. Scoring (`detect_log`,
 `LogMonitor`) runs the same front end in match-only mode: a line matching no training template is
-a new-template event (counted under `other`).
+a new-template event (counted under `other`). `LogMonitor` with a state file resumes exactly
+(its docstring: what the state holds, and which lines of a replayed input are skipped).
 
 The default detector for logs (`LOG_DETECTOR`) follows tsad.logbench: a window of 4 rows scored
 causally on its last row (`causal_tail` 1), so a row is judged with the 3 rows before it as
@@ -374,51 +375,247 @@ def row_alert(model: LogModel, row: CountRow, score: float, prob: float) -> dict
 
 
 # ------------------------------------------------------------------------------------- monitor
+STATE_FORMAT = "tsad-log-monitor-state"
+STATE_VERSION = 1
+
+
+def log_model_hash(path: str | os.PathLike[str]) -> str:
+    """What a monitor state is tied to: the front end's manifest (it holds the parser settings and
+    the checksums of the templates and the vocabulary) and the detector's core.artifact.directory_hash."""
+    from core.artifact import directory_hash
+
+    path = Path(path)
+    h = hashlib.sha256(_read(path / MANIFEST))
+    h.update(directory_hash(path / DETECTOR).encode())
+    return h.hexdigest()
+
+
+def _line_hash(line: str) -> str:
+    return hashlib.sha256(line.rstrip("\r\n").encode("utf-8", errors="replace")).hexdigest()
+
+
+def _year_machine(parse: Any) -> Any:
+    """The syslog year state machine (tsad.logparse.SyslogYear) a line parser carries, or None for a
+    format without one (found in the parser's closure by its type)."""
+    from tsad.logparse import SyslogYear
+
+    for cell in getattr(parse, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if isinstance(value, SyslogYear):
+            return value
+    return None
+
+
+def _state_json(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        return o.item()
+    raise TypeError(f"cannot write {type(o).__name__} to a monitor state")
+
+
 @dataclass
 class LogMonitorStats:
     report: ParseReport = field(default_factory=ParseReport)
     rows: int = 0
     alerts: int = 0
     new_templates: int = 0
+    skipped: int = 0  # lines of a replayed stream that the state already covered
     seconds: float = 0.0
 
     def summary(self) -> str:
+        skipped = (f", {self.skipped} replayed line(s) already processed skipped" if self.skipped else "")
         return (f"monitor: {failure_text(self.report, 'log')}; {self.rows} row(s) scored, {self.alerts} alert(s), "
-                f"{self.new_templates} line(s) matching no training template in {self.seconds:.1f} s")
+                f"{self.new_templates} line(s) matching no training template{skipped} in {self.seconds:.1f} s")
 
 
 class LogMonitor:
     """Log lines in (a pipe or a followed file), rows scored as they close, one JSON line per
     anomalous row out. A bucket closes when the first line of a later bucket arrives (a window of
-    lines when its last line does); at the end of the input the open row is scored too. No resume
-    state: a restarted log monitor starts with fresh rows and context."""
+    lines when its last line does); at the end of the input the open row is scored too.
+
+    Resume (`state_path`): the state is one plain JSON file (`STATE_FORMAT`, `STATE_VERSION`, the
+    model's `log_model_hash`; never pickle) written atomically every `checkpoint_every` lines, on
+    SIGINT/SIGTERM and at the end of the input. It holds everything carried from line to line: the
+    open bucket or line window (its counts, bounds, first/last line and new-template lines), the
+    counter's bookkeeping, the scorer's context rows and alerting state, the syslog year machine,
+    the input position, the parse report and counts, and the byte sizes of the alert and score
+    files. A state written for another model is refused (one line). On resume the alert and score
+    files are cut back to the checkpoint's sizes (what a killed run wrote after its last checkpoint
+    is written again once, not twice), so with files the alerts of a run resumed any number of times
+    equal those of one run over the whole stream.
+
+    At the end of the input the open row is scored *after* the final checkpoint: the state keeps it
+    open, so a later run continues it (its lines may still come). An alert written for that row is
+    therefore provisional: a resumed run cuts it from the alerts file and scores the row again when
+    it closes (alerts to stdout cannot be cut: that row may be alerted again there).
+
+    Which lines a resumed run skips (the replay rule; line counts, not timestamps, because many log
+    lines share one second):
+    - a file that is the same one (same inode, not shorter than the saved offset) is read on from
+      the saved byte offset: nothing is read twice;
+    - otherwise (a pipe, another file, a rotated or truncated one) the input is read from its start.
+      If its first line is the first line of the stream the state has counted, the input is that
+      stream replayed: the lines the state covers are skipped (counted in the summary) and the rest
+      scored. Any other first line starts the continuation: every line is new, and line numbers go
+      on from the state's.
+    """
 
     def __init__(self, model_dir: str | Path, input_path: str | None = "-", alerts: str | None = "-",
                  scores: str | None = None, follow: bool = False, idle_timeout: float | None = None,
-                 device: str = "cpu", fsync: bool = False, poll_seconds: float = 0.2) -> None:
+                 device: str = "cpu", fsync: bool = False, poll_seconds: float = 0.2,
+                 state_path: str | Path | None = None, checkpoint_every: int = 1000) -> None:
         from tsad.monitor import JsonLinesOutput
 
+        if checkpoint_every < 1:
+            raise UserError("--checkpoint-every must be at least 1")
         self.model = LogModel.load(model_dir, device=device)
         self.input_path, self.follow = input_path, follow
         self.idle_timeout, self.poll_seconds = idle_timeout, poll_seconds
+        self.state_path = Path(state_path) if state_path is not None else None
+        self.checkpoint_every = checkpoint_every
         self.stats = LogMonitorStats()
         self.parser = LineParser(self.model.settings.line_parser(), self.stats.report)
+        self.years = _year_machine(self.parser.parse)
         self.counter = LogCounter(self.model.vocab)
         self.scorer = RowScorer(self.model)
-        self.alerts = JsonLinesOutput(alerts, None, fsync)
-        self.scores = JsonLinesOutput(scores, None, fsync) if scores else None
+        # the input position: lines counted, the byte offset and inode of a file, the stream's first line
+        self.line_no, self.offset, self.inode = 0, 0, None
+        self.first_hash: str | None = None
+        self.stream_start = 0  # lines counted before the current stream's first line
+        self.model_hash = log_model_hash(model_dir) if self.state_path is not None else None
+        resume: dict[str, Any] | None = None
+        if self.state_path is not None and self.state_path.exists():
+            resume = self._load_state(self.state_path)
+            self._restore(resume)
+        outputs = resume["outputs"] if resume else {}
+        self.alerts = JsonLinesOutput(alerts, outputs.get("alerts_bytes") if resume else None, fsync)
+        self.scores = (JsonLinesOutput(scores, outputs.get("scores_bytes") if resume else None, fsync)
+                       if scores else None)
         self._stop = False
+        self._positioned = False  # this run reads a file on from the state's byte offset
 
-    def _lines(self) -> Iterator[str | None]:
+    # ------------------------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """The resume state as plain JSON (class docstring)."""
+        c, row = self.counter, self.counter._open
+        open_row = None if row is None else {
+            "time": None if row.time is None else int(row.time.value), "first_line": row.first_line,
+            "last_line": row.last_line, "values": row.values.tolist(), "alert": bool(row.alert),
+            "new_count": row.new_count, "new_templates": [[n, t] for n, t in row.new_templates]}
+        r = self.stats.report
+        return {
+            "format": STATE_FORMAT, "version": STATE_VERSION, "model_hash": self.model_hash,
+            "input": {"path": self.input_path, "lines": self.line_no, "offset": self.offset, "inode": self.inode,
+                      "first_line_sha256": self.first_hash, "stream_start": self.stream_start},
+            "parser": None if self.years is None else {"year": self.years.year, "month": self.years.month},
+            "counter": {"open": open_row, "n": c._n, "dropped": c.dropped, "rows_emitted": c.rows_emitted},
+            "scorer": {"context": self.scorer.context.tolist(), "alerting": self.scorer.alerting},
+            "stats": {"lines": r.lines, "parsed": r.parsed, "blank": r.blank, "failed": r.failed,
+                      "failures": [[n, why] for n, why in r.failures], "rows": self.stats.rows,
+                      "alerts": self.stats.alerts, "new_templates": self.stats.new_templates},
+            "outputs": {"alerts_bytes": self.alerts.size(),
+                        "scores_bytes": self.scores.size() if self.scores else None},
+        }
+
+    def checkpoint(self) -> None:
+        if self.state_path is None:
+            return
+        from core.jobs.atomic import atomic_write_text
+
+        atomic_write_text(self.state_path, json.dumps(self.state(), default=_state_json) + "\n")
+
+    def _load_state(self, path: Path) -> dict[str, Any]:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise UserError(f"state file {path} cannot be read: {exc.strerror or exc}") from None
+        state = parse_json(raw, f"state file {path} is corrupt:")
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise UserError(f"state file {path} is not a log monitor state ({STATE_FORMAT}); remove it to start over")
+        if state.get("version") != STATE_VERSION:
+            raise UserError(f"state file {path} has version {state.get('version')!r}, expected {STATE_VERSION}")
+        if state.get("model_hash") != self.model_hash:
+            raise UserError(f"state file {path} belongs to another model; remove it to start over")
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        width = len(self.model.vocab.columns)
+        try:
+            inp, counter, scorer, stats = state["input"], state["counter"], state["scorer"], state["stats"]
+            self.line_no, self.offset = _int(inp["lines"]), _int(inp["offset"])
+            self.inode = None if inp["inode"] is None else _int(inp["inode"])
+            self.first_hash = inp["first_line_sha256"]
+            if self.first_hash is not None and not isinstance(self.first_hash, str):
+                raise ValueError("first_line_sha256 must be a string")
+            self.stream_start = _int(inp["stream_start"])
+            if (state["parser"] is None) != (self.years is None):
+                raise ValueError("the parser state does not fit the model's log format")
+            if self.years is not None:
+                self.years.year = _int(state["parser"]["year"])
+                month = state["parser"]["month"]
+                self.years.month = None if month is None else _int(month)
+            c = self.counter
+            row = counter["open"]
+            if row is not None:
+                values = np.asarray(row["values"], dtype=float)
+                if values.shape != (width,):
+                    raise ValueError(f"the open row has {values.size} counts, the model {width} columns")
+                when = None if row["time"] is None else pd.Timestamp(_int(row["time"]))
+                c._open = CountRow(when, _opt_int(row["first_line"]), _opt_int(row["last_line"]), values,
+                                   bool(row["alert"]), _int(row["new_count"]),
+                                   [(_int(n), str(t)) for n, t in row["new_templates"]])
+            c._n, c.dropped = _int(counter["n"]), _int(counter["dropped"])
+            c.rows_emitted = _int(counter["rows_emitted"])
+            context = np.asarray(scorer["context"], dtype=float).reshape(-1, width)
+            if len(context) > self.scorer.det.context_rows or not np.isfinite(context).all():
+                raise ValueError("the scorer context does not fit the model")
+            if not isinstance(scorer["alerting"], dict):
+                raise ValueError("the alerting state must be an object")
+            self.scorer.context, self.scorer.alerting = context, scorer["alerting"]
+            r = self.stats.report
+            r.lines, r.parsed, r.blank, r.failed = (_int(stats[k]) for k in ("lines", "parsed", "blank", "failed"))
+            r.failures = [(_int(n), str(why)) for n, why in stats["failures"]]
+            self.stats.rows, self.stats.alerts = _int(stats["rows"]), _int(stats["alerts"])
+            self.stats.new_templates = _int(stats["new_templates"])
+            outputs = state["outputs"]
+            for key in ("alerts_bytes", "scores_bytes"):
+                if outputs[key] is not None:
+                    _int(outputs[key])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"state file {self.state_path} is corrupt: {exc}") from None
+
+    # ------------------------------------------------------------------------------------ loop
+    def _lines(self) -> Iterator[tuple[str | None, int, int | None]]:
         from tsad.stream import follow_lines, pipe_lines
 
+        self._positioned = False
         if self.input_path in (None, "-"):
             for line, _, _ in pipe_lines(sys.stdin, stop=lambda: self._stop, poll_seconds=min(self.poll_seconds, 0.1)):
-                yield line
+                yield line, 0, None
             return
-        for line, _, _ in follow_lines(self.input_path, 0, None, follow=self.follow, poll_seconds=self.poll_seconds,
-                                       idle_timeout=self.idle_timeout, stop=lambda: self._stop, yield_idle=True):
-            yield line
+        offset, inode = 0, None
+        try:
+            st = os.stat(self.input_path)
+            if self.inode is not None and st.st_ino == self.inode and st.st_size >= self.offset:
+                offset, inode = self.offset, self.inode  # the same file: read on where the state stopped
+                self._positioned = offset > 0
+        except OSError:
+            pass  # follow_lines reports a missing file (or waits for it with --follow)
+        yield from follow_lines(self.input_path, offset, inode, follow=self.follow, poll_seconds=self.poll_seconds,
+                                idle_timeout=self.idle_timeout, stop=lambda: self._stop, yield_idle=True)
+
+    def _begin_stream(self, line: str) -> int:
+        """The first line of an input read from its start: the number of lines to skip (class
+        docstring: a replay of the stream the state counted, from its first line), else 0."""
+        digest = _line_hash(line)
+        if digest == self.first_hash and self.line_no > self.stream_start:
+            return self.line_no - self.stream_start
+        self.first_hash, self.stream_start = digest, self.line_no
+        return 0
 
     def run(self) -> LogMonitorStats:
         t0 = time.perf_counter()
@@ -428,20 +625,40 @@ class LogMonitor:
             self._stop = True
 
         previous = install_handlers([signal.SIGINT, signal.SIGTERM], handler)
-        line_no = 0
+        skip = 0  # lines of a replayed stream still to skip
+        last_offset: int | None = None
+        last_inode: int | None = None
+        since = 0  # lines since the last checkpoint
         try:
-            for line in self._lines():
+            for line, offset, inode in self._lines():
                 if line is not None:
-                    line_no += 1
-                    record = self.parser.feed(line_no, line)
-                    if record is not None:
-                        tid = self.model.match(record)
-                        if tid == OTHER_ID:
-                            self.stats.new_templates += 1
-                        self._score(self.counter.add(record, tid))
+                    if last_offset is None:
+                        started = not self._positioned  # the first line this run reads
+                    else:  # a followed file rotated or truncated: read again from its start
+                        started = inode != last_inode or offset < last_offset
+                    last_offset, last_inode = offset, inode
+                    if started:
+                        skip = self._begin_stream(line)
+                    if skip:
+                        skip -= 1
+                        self.stats.skipped += 1
+                    else:
+                        self.line_no += 1
+                        record = self.parser.feed(self.line_no, line)
+                        if record is not None:
+                            tid = self.model.match(record)
+                            if tid == OTHER_ID:
+                                self.stats.new_templates += 1
+                            self._score(self.counter.add(record, tid))
+                        since += 1
+                    self.offset, self.inode = offset, inode
+                    if since >= self.checkpoint_every:
+                        self.checkpoint()
+                        since = 0
                 if self._stop:
                     break
-            if not self._stop:
+            self.checkpoint()
+            if not self._stop:  # end of input: score the open row (provisionally with a state: docstring)
                 self._score(self.counter.flush())
         finally:
             restore_handlers(previous)
@@ -471,6 +688,16 @@ class LogMonitor:
         self.stats.rows += len(rows)
         if self.scores is not None:
             self.scores.flush()
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a non-negative integer")
+    return value
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else _int(value)
 
 
 __all__ = ["LOG_DETECTOR", "LogModel", "LogMonitor", "ParserSettings", "detect_log", "is_log_model",
