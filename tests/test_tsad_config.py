@@ -76,7 +76,7 @@ def test_presets_are_valid_configs_and_copies() -> None:
     nab = preset("nab")
     nab.training.epochs = 1
     assert PRESETS["nab"].training.epochs == 60  # a preset handed out cannot be changed by its user
-    assert preset("msl").scoring.smooth == 20 and preset("msl").scoring.score_channels == (0,)
+    assert preset("msl").scoring.smooth == 40 and preset("msl").scoring.score_channels == (0,)
     with pytest.raises(UserError, match="unknown preset"):
         preset("yahoo")
 
