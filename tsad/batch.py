@@ -294,7 +294,7 @@ def _params(series_col: str | None) -> dict[str, Any]:
     return ScoreOptions(series_col).params()
 
 
-def _score_file(det: WindowDetector, path: Path, opts: ScoreOptions, manifest: RunManifest,
+def score_file(det: WindowDetector, path: Path, opts: ScoreOptions, manifest: RunManifest,
                 entry: dict[str, Any], scorers: dict[Any, CausalScorer], state: ScoreState | None,
                 kept: dict[str, CausalScorer]) -> Iterator[pd.DataFrame]:
     series_col = opts.series_col
@@ -328,7 +328,7 @@ def _score_file(det: WindowDetector, path: Path, opts: ScoreOptions, manifest: R
             rejected += bad
             if scores is not None:
                 yield table(key, accepted, scores)
-        _record(manifest, path, entry, rejected)
+        record_rejected(manifest, path, entry, rejected)
     for key, scorer in scorers.items():  # the end of the file: rows held back by --duplicates last|drop
         accepted, scores = scorer.flush()
         if scores is not None:
@@ -337,7 +337,7 @@ def _score_file(det: WindowDetector, path: Path, opts: ScoreOptions, manifest: R
                      "filled_start": sum(s.ingest.counts.filled_start for s in scorers.values())}
 
 
-def _record(manifest: RunManifest, path: Path, entry: dict[str, Any], rejected: list[Rejected]) -> None:
+def record_rejected(manifest: RunManifest, path: Path, entry: dict[str, Any], rejected: list[Rejected]) -> None:
     """Rejected rows into the manifest; rows an earlier run scored are only counted."""
     seen = [r for r in rejected if r.kind == SEEN]
     for r in sorted((r for r in rejected if r.kind != SEEN), key=lambda r: r.line_no):
@@ -346,7 +346,7 @@ def _record(manifest: RunManifest, path: Path, entry: dict[str, Any], rejected: 
     entry["already_scored"] += len(seen)
 
 
-def _explain(det: WindowDetector, entry: dict[str, Any], histories: list[int], stateful: bool) -> str | None:
+def explain_entry(det: WindowDetector, entry: dict[str, Any], histories: list[int], stateful: bool) -> str | None:
     """Why rows of this input have no score: `entry["note"]`; returns a warning when nothing carries
     the history of its too-short series (`histories`: rows each series has seen) to the next run."""
     notes = []

@@ -32,11 +32,11 @@ from tsad.batch import (
     CausalScorer,
     ScoreOptions,
     ScoreState,
-    _explain,
-    _record,
-    _score_file,
     accepted_series,
+    explain_entry,
     model_layout,
+    record_rejected,
+    score_file,
     scores_frame,
 )
 from tsad.detector import WindowDetector
@@ -73,7 +73,7 @@ class SeriesWorker:
         scorers: dict[Any, CausalScorer] = {}
         frames: list[pd.DataFrame] = []
         try:
-            for frame in _score_file(self.det, path, self.opts, scratch, entry, scorers, None, {}):
+            for frame in score_file(self.det, path, self.opts, scratch, entry, scorers, None, {}):
                 frames.append(frame)
         except UserError as exc:
             scratch.reject(str(path), str(exc))
@@ -166,7 +166,7 @@ def score_inputs_ray(model_dir: Path, det: WindowDetector, files: list[Path], ou
                       key=lambda r: (r["row"] is not None, r["row"] or 0))
         manifest.rejected += rows
         manifest.inputs.append(entry)
-        warning = _explain(det, entry, histories[path], state is not None)
+        warning = explain_entry(det, entry, histories[path], state is not None)
         if warning:
             log.warning("%s", warning)
     manifest.rows_out = sum(s.rows for s in shards)
@@ -202,7 +202,7 @@ def _split_series(det: WindowDetector, files: list[Path], opts: ScoreOptions, ma
         try:
             for rows, bad in read_rows(path, model_layout(det, opts.series_col), opts.chunk_rows):
                 entry["rows"] += len(rows) + len(bad)
-                _record(manifest, path, entry, bad)
+                record_rejected(manifest, path, entry, bad)
                 codes, keys = pd.factorize(rows.keys if opts.series_col else np.zeros(len(rows)),
                                            use_na_sentinel=False)
                 for code, key in enumerate(keys):

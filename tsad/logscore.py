@@ -28,7 +28,13 @@ from typing import Any
 from core.artifact import directory_hash
 from core.errors import UserError
 from core.jobs.hashing import file_digest
-from core.jobs.manifest import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, RunManifest, is_up_to_date, manifest_path_for
+from core.jobs.manifest import (
+    RunManifest,
+    finish_and_write,
+    is_up_to_date,
+    manifest_path_for,
+    record_failure,
+)
 from core.jobs.progress import track
 from core.jobs.tables import TableWriter, check_outputs_apart, expand_inputs, require_file
 from tsad.logmodel import DETECTOR, MANIFEST, TEMPLATES, VOCABULARY, LogModel, detect_log
@@ -141,14 +147,9 @@ def score_log_job(model_dir: Path, inputs: str | list[str], out: Path, manifest_
     except UserError:
         raise
     except Exception as exc:  # a real failure: record it so a scheduler can see why
-        failed = RunManifest(job=JOB, model_path=str(model_dir), model_hash="", params=log_params())
-        failed.reject("*", f"{type(exc).__name__}: {exc}")
-        failed.finish(EXIT_FAILURE)
-        if manifest_path.parent.is_dir():
-            failed.write(manifest_path)
+        record_failure(manifest_path, JOB, str(model_dir), log_params(), exc)
         raise
-    manifest.finish(EXIT_PARTIAL if manifest.rejected else EXIT_OK)
-    manifest.write(manifest_path)
+    finish_and_write(manifest, manifest_path)
     return manifest, manifest_path
 
 

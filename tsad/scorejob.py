@@ -17,10 +17,16 @@ from core.engines import check_engine
 from core.engines.ray_engine import require_ray
 from core.errors import UserError
 from core.jobs.hashing import file_digest
-from core.jobs.manifest import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, RunManifest, is_up_to_date, manifest_path_for
+from core.jobs.manifest import (
+    RunManifest,
+    finish_and_write,
+    is_up_to_date,
+    manifest_path_for,
+    record_failure,
+)
 from core.jobs.progress import track
 from core.jobs.tables import TableWriter, check_outputs_apart, expand_inputs
-from tsad.batch import CausalScorer, ScoreOptions, ScoreState, _explain, _score_file
+from tsad.batch import CausalScorer, ScoreOptions, ScoreState, explain_entry, score_file
 from tsad.batch_ray import score_inputs_ray
 from tsad.detector import WindowDetector
 from tsad.ingest import check_duplicates
@@ -86,13 +92,13 @@ def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col
             manifest.inputs.append(entry)
             scorers: dict[Any, CausalScorer] = {}
             try:
-                for frame in _score_file(det, path, opts, manifest, entry, scorers, state, kept):
+                for frame in score_file(det, path, opts, manifest, entry, scorers, state, kept):
                     writer.write(frame)
             except UserError as exc:
                 manifest.reject(str(path), str(exc))
                 entry["rejected"] = "file"
                 log.warning("rejected %s: %s", path, exc)
-            warning = _explain(det, entry, [s.history for s in scorers.values()], state is not None)
+            warning = explain_entry(det, entry, [s.history for s in scorers.values()], state is not None)
             if warning:
                 log.warning("%s", warning)
     if state is not None:  # only now: the output is committed; a failure above leaves the old state
@@ -126,12 +132,7 @@ def score_job(model_dir: Path, inputs: str | list[str], out: Path, series_col: s
     except UserError:
         raise
     except Exception as exc:  # a real failure: record it so a scheduler can see why
-        failed = RunManifest(job="tsad score", model_path=str(model_dir), model_hash="", params=params)
-        failed.reject("*", f"{type(exc).__name__}: {exc}")
-        failed.finish(EXIT_FAILURE)
-        if manifest_path.parent.is_dir():
-            failed.write(manifest_path)
+        record_failure(manifest_path, "tsad score", str(model_dir), params, exc)
         raise
-    manifest.finish(EXIT_PARTIAL if manifest.rejected else EXIT_OK)
-    manifest.write(manifest_path)
+    finish_and_write(manifest, manifest_path)
     return manifest, manifest_path

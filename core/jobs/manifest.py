@@ -66,6 +66,23 @@ class RunManifest:
         return Path(path)
 
 
+def record_failure(path: str | os.PathLike[str], job: str, model_path: str, params: dict[str, Any],
+                   exc: BaseException) -> None:
+    """A job that failed for a reason other than bad input: a `failed` manifest saying why, so a
+    scheduler can see it (written only where the output's folder exists)."""
+    failed = RunManifest(job=job, model_path=model_path, model_hash="", params=params)
+    failed.reject("*", f"{type(exc).__name__}: {exc}")
+    failed.finish(EXIT_FAILURE)
+    if Path(path).parent.is_dir():
+        failed.write(path)
+
+
+def finish_and_write(manifest: RunManifest, path: str | os.PathLike[str]) -> None:
+    """Exit code 0, or 3 when anything was rejected; then the manifest beside the output."""
+    manifest.finish(EXIT_PARTIAL if manifest.rejected else EXIT_OK)
+    manifest.write(path)
+
+
 def manifest_path_for(output: str | os.PathLike[str]) -> Path:
     return Path(str(output) + MANIFEST_SUFFIX)
 
