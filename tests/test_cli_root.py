@@ -101,7 +101,7 @@ def test_the_ae_program_flushes_its_output_and_keeps_the_exit_code(tmp_path: Pat
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
 
     def ae(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-c", "from cli import main; main()", *args], env=env,

@@ -5,6 +5,7 @@ nobody listens at is one line, exit 1, and writes nothing."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,11 @@ def rec_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                  "--epochs", "1", "--out", str(root / "rec"), "--device", "cpu", "--quiet"])
     assert result.exit_code == 0, result.output
     return root / "rec"
+
+
+def _pythonpath(root: Path) -> str:
+    """The project first, then whatever PYTHONPATH already holds (packages installed beside site-packages)."""
+    return os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
 
 
 def test_an_unreachable_address_is_one_line_exit_1_and_writes_nothing(rec_model: Path, tmp_path: Path,
@@ -71,14 +77,13 @@ def test_a_two_node_cluster_reached_by_address_gives_the_local_rows(rec_model: P
 def test_a_ray_job_killed_mid_way_leaves_the_previous_output(rec_model: Path, tmp_path: Path) -> None:
     """`kill -9` of the driver once its first shard is in the temporary folder: OUT is still the
     previous run's, whole; the next run replaces it and leaves no temporaries."""
-    import os
     import signal
     import subprocess
     import sys
     import time
 
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": _pythonpath(root), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "recs"
 
     def cmd(k: str) -> list[str]:

@@ -20,6 +20,11 @@ import pytest
 from core.artifact import read_config
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pythonpath(root: Path | None = None) -> str:
+    """The project first, then whatever PYTHONPATH already holds (packages installed beside site-packages)."""
+    return os.pathsep.join(filter(None, [str(root or ROOT), os.environ.get("PYTHONPATH")]))
 TRIALS = 3
 
 
@@ -28,7 +33,7 @@ def _ae(*args: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return {**os.environ, "PYTHONPATH": _pythonpath(), "OMP_NUM_THREADS": "1"}
 
 
 def _run(cmd: list[str]) -> float:

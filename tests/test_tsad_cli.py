@@ -187,7 +187,8 @@ def test_monitor_kill_and_resume_gives_the_same_alerts(model: Path, tmp_path: Pa
     cmd = [sys.executable, "-c", "from cli import main; main()", "tsad", "monitor", "--model", str(model),
            "--input", str(data), "--alerts", str(alerts), "--state", str(state), "--checkpoint-every", "200",
            "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["records"] >= 1000):

@@ -24,6 +24,11 @@ from tsad.stream import StreamSplitter
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pythonpath(root: Path | None = None) -> str:
+    """The project first, then whatever PYTHONPATH already holds (packages installed beside site-packages)."""
+    return os.pathsep.join(filter(None, [str(root or ROOT), os.environ.get("PYTHONPATH")]))
 START = pd.Timestamp("2024-01-01")
 
 
@@ -50,7 +55,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _env() -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)  # where `ae` is installed with the project
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT)}
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": _pythonpath()}
 
 
 def _wait_for(check, seconds: float = 30.0) -> bool:  # noqa: ANN001

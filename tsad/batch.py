@@ -50,6 +50,7 @@ from core.errors import UserError
 from core.jobs.atomic import atomic_dir
 from core.jobs.manifest import RunManifest
 from core.jsontext import parse_json
+from tsad.adapt import OnlineAdapter, concat_scores, prefixed, unprefixed
 from tsad.datasets import Series
 from tsad.detector import Scores, WindowDetector
 from tsad.ingest import (
@@ -74,6 +75,7 @@ MODES = ("causal", "offline")
 SCORE_PARAMS_VERSION = 3
 STATE_VERSION = 1
 STATE_FILE = "state.json"
+ADAPTED_FILE = "adapted.safetensors"  # --adapt: every series' adapted weights, "<n>/<parameter>"
 DEFAULT_SERIES = "default"
 
 
@@ -92,11 +94,28 @@ def causal_ingest(det: WindowDetector, key_col: str | None = None, duplicates: s
     return CausalIngest(model_layout(det, key_col), start_values(det), duplicates, source)
 
 
-def score_after(det: WindowDetector, context: np.ndarray, values: np.ndarray,
-                alerting: dict[str, Any]) -> tuple[Scores, np.ndarray, dict[str, Any]]:
+def score_after(det: WindowDetector, context: np.ndarray, values: np.ndarray, alerting: dict[str, Any],
+                adapter: OnlineAdapter | None = None) -> tuple[Scores, np.ndarray, dict[str, Any]]:
     """Causal scores and alerts of new (filled, non-empty) rows given the filled rows before them
     and the alerting state they left; returns the new rows' scores, the context for the next call
-    (the last `context_rows` rows) and the next alerting state."""
+    (the last `context_rows` rows) and the next alerting state. With an `adapter` (--adapt), rows
+    are scored with the series' adapted weights, and a round of adaptation runs exactly where its
+    row count falls, whatever the batch boundaries."""
+    if adapter is None:
+        return _score_after(det, context, values, alerting)
+    parts, start = [], 0
+    while start < len(values):
+        end = min(len(values), start + adapter.rows_to_round())
+        with adapter.applied():
+            part, context, alerting = _score_after(det, context, values[start:end], alerting)
+        adapter.observe(values[start:end], part.is_anomaly)
+        parts.append(part)
+        start = end
+    return concat_scores(parts), context, alerting
+
+
+def _score_after(det: WindowDetector, context: np.ndarray, values: np.ndarray,
+                 alerting: dict[str, Any]) -> tuple[Scores, np.ndarray, dict[str, Any]]:
     data = np.vstack([context, values]) if len(context) else values
     result = det.raw_score(data)
     n = len(values)
@@ -106,17 +125,29 @@ def score_after(det: WindowDetector, context: np.ndarray, values: np.ndarray,
     return tail, data[max(0, len(data) - det.context_rows):], alerting
 
 
+def stream_score(det: WindowDetector, values: np.ndarray, adapt: bool = False) -> Scores:
+    """A whole (filled) series scored as `score` and `monitor` score it, from its first row:
+    `det.score` without adaptation, row-exact rounds of it with."""
+    if not adapt:
+        return det.score(values)
+    values = np.asarray(values, dtype=float).reshape(len(values), -1)
+    result, _, _ = score_after(det, np.empty((0, values.shape[1])), values, det.alerting_.fresh_state(),
+                               OnlineAdapter(det))
+    return result
+
+
 class CausalScorer:
     """One series scored causally, a batch of raw rows at a time: its ingest state and scoring
     context, both plain JSON (`state`/`restore`), so a later run can go on where this one stopped."""
 
     def __init__(self, det: WindowDetector, key_col: str | None = None, duplicates: str = DEFAULT_DUPLICATES,
-                 source: str = "input") -> None:
+                 source: str = "input", adapt: bool = False) -> None:
         self.det = det
         self.ingest = causal_ingest(det, key_col, duplicates, source)
         self.context = np.empty((0, len(det.channel_names_)))
         self.alerting = det.alerting_.fresh_state()
         self.history = 0  # rows accepted by this series so far, earlier runs included
+        self.adapter = OnlineAdapter(det) if adapt else None
 
     def push(self, rows: Rows) -> tuple[Accepted, Scores | None, list[Rejected]]:
         """Screen, fill and score a batch; on a bad input (UserError) the scorer is left as it was, so
@@ -138,15 +169,25 @@ class CausalScorer:
     def _score(self, accepted: Accepted) -> Scores | None:
         if not len(accepted):
             return None
-        scores, self.context, self.alerting = score_after(self.det, self.context, accepted.values, self.alerting)
+        scores, self.context, self.alerting = score_after(self.det, self.context, accepted.values, self.alerting,
+                                                          self.adapter)
         self.history += len(accepted)
         return scores
 
     def state(self) -> dict[str, Any]:
-        return {"ingest": self.ingest.state(), "context": self.context.tolist(), "history": self.history,
-                "alerting": self.alerting}
+        state = {"ingest": self.ingest.state(), "context": self.context.tolist(), "history": self.history,
+                 "alerting": self.alerting}
+        if self.adapter is not None:
+            state["adapt"] = self.adapter.state()
+        return state
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any], weights: dict[str, Any] | None = None, where: str = "state") -> None:
+        """Continue from `state()`; `weights`: the series' adapted weights saved beside it (--adapt)."""
+        if (self.adapter is None) != ("adapt" not in state):
+            raise UserError(f"{where} was written {'with' if 'adapt' in state else 'without'} --adapt; run "
+                            f"{'with' if 'adapt' in state else 'without'} it, or use a new state")
+        if self.adapter is not None:
+            self.adapter.restore(state["adapt"], weights, where)
         self.ingest.restore(state["ingest"])
         context = np.asarray(state["context"], dtype=float)
         self.context = context.reshape(len(context), len(self.det.channel_names_))
@@ -159,9 +200,12 @@ class CausalScorer:
 class ScoreState:
     """`score --state DIR`: every series' CausalScorer state between runs (see the module docstring)."""
 
-    def __init__(self, path: Path, det: WindowDetector, model_hash: str, duplicates: str) -> None:
+    def __init__(self, path: Path, det: WindowDetector, model_hash: str, duplicates: str,
+                 adapt: bool = False) -> None:
         self.path, self.det, self.model_hash, self.duplicates = Path(path), det, model_hash, duplicates
+        self.adapt = adapt
         self.saved: dict[str, dict[str, Any]] = {}
+        self.saved_weights: dict[str, dict[str, Any]] = {}
         file = self.path / STATE_FILE
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"--state {self.path} is a file; give a directory (it holds {STATE_FILE})")
@@ -186,23 +230,51 @@ class ScoreState:
                             f"{str(raw.get('model_hash'))[:12]}); its history does not continue this model's "
                             f"series: use a new --state directory")
         self.saved = raw.get("series", {})
+        adapted = {isinstance(v, dict) and "adapt" in v for v in self.saved.values()}
+        if adapted and adapted != {adapt}:  # checked before any output is written
+            was = "with" if not adapt else "without"
+            raise UserError(f"state {self.path} was written {was} --adapt; run {was} it, or use a new --state "
+                            f"directory")
+        names = raw.get("adapted_series", [])
+        if names:
+            self.saved_weights = self._read_weights(file.parent / ADAPTED_FILE, names)
+
+    def _read_weights(self, path: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            by_index = unprefixed(load_file(path))
+        except (OSError, SafetensorError) as exc:
+            raise UserError(f"state {self.path}: its adapted weights {path.name} cannot be read ({exc})") from None
+        return {names[int(i)]: w for i, w in by_index.items() if i.isdigit() and int(i) < len(names)}
 
     def scorer(self, key: str, key_col: str | None, source: str) -> CausalScorer:
-        scorer = CausalScorer(self.det, key_col, self.duplicates, source)
+        scorer = CausalScorer(self.det, key_col, self.duplicates, source, adapt=self.adapt)
         if key in self.saved:
-            scorer.restore(self.saved[key])
+            scorer.restore(self.saved[key], self.saved_weights.get(key), f"state {self.path} (series {key!r})")
         return scorer
 
     def save(self, scorers: dict[str, CausalScorer], model_path: str) -> None:
-        self.save_states({key: s.state() for key, s in scorers.items()}, model_path)
+        weights = {key: s.adapter.weights for key, s in scorers.items()
+                   if s.adapter is not None and s.adapter.weights is not None}
+        self.save_states({key: s.state() for key, s in scorers.items()}, model_path, weights)
 
-    def save_states(self, states: dict[str, dict[str, Any]], model_path: str) -> None:
-        """Write every series' scorer state (`CausalScorer.state()`), keeping the series this run left alone."""
+    def save_states(self, states: dict[str, dict[str, Any]], model_path: str,
+                    weights: dict[str, dict[str, Any]] | None = None) -> None:
+        """Write every series' scorer state (`CausalScorer.state()`) and adapted weights (--adapt),
+        keeping the series this run left alone; one folder, replaced in one rename."""
+        from safetensors.torch import save_file
+
         series = {**self.saved, **states}
+        adapted = {**self.saved_weights, **(weights or {})}
+        names = sorted(adapted)
         doc = {"version": STATE_VERSION, "model_path": model_path, "model_hash": self.model_hash,
                "window": self.det.window, "context_rows": self.det.context_rows,
-               "channels": list(self.det.channel_names_), "series": series}
+               "channels": list(self.det.channel_names_), "series": series, "adapted_series": names}
         with atomic_dir(self.path) as tmp:
+            if names:
+                save_file(prefixed({str(i): adapted[name] for i, name in enumerate(names)}), str(tmp / ADAPTED_FILE))
             (tmp / STATE_FILE).write_text(json.dumps(doc))
 
 
@@ -282,12 +354,14 @@ class ScoreOptions:
     duplicates: str = DEFAULT_DUPLICATES
     state: Path | None = None
     series: str = DEFAULT_SERIES
+    adapt: bool = False  # --adapt: keep learning (tsad.adapt; the settings are the model's)
 
     def params(self) -> dict[str, Any]:
         """What `--skip-existing` compares (chunking changes no result, so it is left out)."""
         return {"series_col": self.series_col, "mode": "causal", "ingest": SCORE_PARAMS_VERSION,
                 "duplicates": self.duplicates,
-                **({"state": str(self.state), "series": self.series} if self.state is not None else {})}
+                **({"state": str(self.state), "series": self.series} if self.state is not None else {}),
+                **({"adapt": True} if self.adapt else {})}
 
 
 def _params(series_col: str | None) -> dict[str, Any]:
@@ -302,7 +376,7 @@ def score_file(det: WindowDetector, path: Path, opts: ScoreOptions, manifest: Ru
     def scorer_for(key: Any) -> CausalScorer:
         if key not in scorers:
             if state is None:
-                scorers[key] = CausalScorer(det, series_col, opts.duplicates, str(path))
+                scorers[key] = CausalScorer(det, series_col, opts.duplicates, str(path), adapt=opts.adapt)
             else:  # one scorer per series for the whole run, restored from the state
                 name = str(key) if series_col else opts.series
                 if name not in kept:

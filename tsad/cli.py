@@ -57,6 +57,12 @@ AlertingChoice = choice_enum("AlertingChoice", ALERTING_MODES)
 _VARIANT_HELP = "; ".join(f"{v.name} ({v.help})" for v in VARIANTS.values())
 
 
+AdaptOpt = Annotated[bool, typer.Option(
+    "--adapt", help="Keep learning as rows arrive: every N rows (the model's adapt settings, `train --adapt-every`), "
+    "a few gradient steps on recent windows judged normal, so drift stops raising the errors. Deterministic for "
+    "the model's seed; the adapted weights are kept in --state (safetensors).")]
+
+
 def _value(choice: Enum | str | None) -> str | None:
     return choice.value if isinstance(choice, Enum) else choice
 
@@ -127,6 +133,12 @@ def train(
     spot_risk: Annotated[float | None, typer.Option("--spot-risk", help="With --alerting spot: the probability of a "
                                                     "normal error above the alert level, in (0, 0.1). "
                                                     "Default 1e-4.")] = None,
+    adapt_every: Annotated[int | None, typer.Option(
+        "--adapt-every", help="For `score`/`monitor --adapt`: rows between adaptation rounds. Default 250.")] = None,
+    adapt_steps: Annotated[int | None, typer.Option(
+        "--adapt-steps", help="For --adapt: gradient steps per round (Adam, 32 windows each). Default 5.")] = None,
+    adapt_lr: Annotated[float | None, typer.Option(
+        "--adapt-lr", help="For --adapt: the learning rate of those steps. Default 1e-3.")] = None,
     smooth: Annotated[int, typer.Option("--smooth", help="Average each score over the last N rows (causal): "
                                         "favours lasting deviations over one-row spikes.")] = 1,
     duplicates: DuplicatesOpt = DEFAULT_DUPLICATES,
@@ -206,7 +218,8 @@ def train(
         "network.noise_level": noise_level, "training.epochs": epochs, "threshold.rule": rule,
         "threshold.q": threshold_q, "threshold.contamination": contamination, "threshold.risk": risk,
         "threshold.margin": margin, "scoring.smooth": smooth, "alerting.mode": mode, "alerting.level": level_check,
-        "alerting.cutoff": cutoff, "alerting.risk": spot_risk, "training.workers": workers})
+        "alerting.cutoff": cutoff, "alerting.risk": spot_risk, "training.workers": workers,
+        "adapt.every": adapt_every, "adapt.steps": adapt_steps, "adapt.lr": adapt_lr})
     config.validate()  # before reading the data (an unsupported --workers or a missing `ray` too)
     if is_log:
         _train_log(data, out, config, log_format, log_regex, bucket, lines, top_templates, seed, device, quiet)
@@ -342,6 +355,8 @@ def evaluate(
         "--duplicates", help="With --data: rows that repeat a timestamp (first, last, drop or error; see `train "
         "--help`). Benchmarks keep their rows as published, so their labels and scores line up.")
     ] = DEFAULT_DUPLICATES,
+    adapt: Annotated[bool, typer.Option("--adapt", help="Score every test file with online adaptation (as "
+                                        "`score`/`monitor --adapt`): each row seen once, in order.")] = False,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -361,17 +376,20 @@ def evaluate(
         raise UserError("--limit must be at least 1")
     name = _value(benchmark) or "file"
     if name in LOG_BENCHMARKS:
+        if adapt:
+            raise UserError("--adapt applies to numeric series, not the log benchmark")
         _evaluate_logs(name, seed, device, json_out, quiet)
         return
     config = preset(name).updated({"window": window, "training.epochs": epochs, "network.kind": _value(model)})
     config.validate()  # before any long work
     if benchmark is not None:
-        result = E.run_benchmark(name, config, seed=seed, device=device, out=out, limit=limit, progress=not quiet)
+        result = E.run_benchmark(name, config, seed=seed, device=device, out=out, limit=limit, progress=not quiet,
+                                 adapt=adapt)
     else:
         series = _load(data, None, None, _value(duplicates), label_col=labels)
         if series.labels is None:
             raise UserError(f"{data}: no label column {labels!r}")
-        result = E.evaluate_labelled_file(series, train_rows, config, seed=seed, device=device)
+        result = E.evaluate_labelled_file(series, train_rows, config, seed=seed, device=device, adapt=adapt)
     columns, rows = E.result_rows(result)
     echo_table(f"{result.benchmark}: {result.model} autoencoder vs baselines (same run, {result.seconds:.0f} s)",
                columns, rows)
@@ -452,6 +470,7 @@ def monitor(
     duplicates: DuplicatesOpt = DEFAULT_DUPLICATES,
     idle_timeout: Annotated[float | None, typer.Option("--idle-timeout", help="With --follow: stop after this many "
                                                        "seconds without new data.")] = None,
+    adapt: AdaptOpt = False,
     device: Annotated[str, typer.Option("--device", help="Where the model runs (cpu is fastest for one "
                                         "record at a time).")] = "cpu",
     threads: ThreadsOpt = None,
@@ -488,6 +507,8 @@ def monitor(
             raise UserError(f"{model} is a log model: monitor it with --format log")
         if not is_log_model(model):
             raise UserError(f"{model} is not a log model (train one with `ae tsad train --format log`)")
+        if adapt:
+            raise UserError("--adapt applies to numeric streams, not --format log")
         from tsad.logmodel import LogMonitor
 
         mon = LogMonitor(model, input_path, alerts, str(emit_scores) if emit_scores else None, follow,
@@ -498,7 +519,7 @@ def monitor(
     mon = Monitor(model, input_path, fmt, alerts, str(emit_scores) if emit_scores else None, state, follow,
                   cooldown, checkpoint_every, batch, idle_timeout=idle_timeout, device=device, threads=threads,
                   duplicates=_value(duplicates), columns=_cols(columns), fsync=fsync, max_delay=max_delay,
-                  metrics=metrics, metrics_every=metrics_every)
+                  metrics=metrics, metrics_every=metrics_every, adapt=adapt)
     typer.echo(mon.run().summary(), err=True)
 
 
@@ -530,6 +551,7 @@ def score(
     engine: EngineOpt = "local",
     address: AddressOpt = None,
     workers: WorkersOpt = None,
+    adapt: AdaptOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Scheduled batch scoring with a run manifest. Exit codes: 0 all scored, 1 failed, 2 bad arguments,
@@ -549,6 +571,13 @@ def score(
 
     Example (Ray): ae tsad score --model models/plant --input 'sensors/*.csv' --out scores/ --engine ray
 
+    With --adapt each series keeps learning from its rows judged normal (local engine only); with
+    --state its adapted weights carry over to the next run, so a day's files scored run by run give
+    the scores of one run over them all.
+
+    Example (adapting): ae tsad score --model models/daily --input today.csv --out scores.parquet
+    --state /data/score.state --adapt
+
     A log model (`train --format log`) reads log files instead (a folder: all its files), each its own
     stream, scored as `detect` scores one: one row per bucket or window of lines with a `source`
     column before detect's columns. Lines that do not match the log format are rejected with their
@@ -564,9 +593,11 @@ def score(
     setup_logging(quiet)
     set_threads(threads)
     if is_log_model(model):
+        if adapt:
+            raise UserError("--adapt applies to numeric series, not log models")
         _score_logs(model, inputs, out, state, series_col, engine, skip_existing, manifest, device, quiet)
         return
-    options = ScoreOptions(series_col, chunk_rows, _value(duplicates), state, series)
+    options = ScoreOptions(series_col, chunk_rows, _value(duplicates), state, series, adapt)
     result, manifest_path = score_job(model, inputs, out, manifest_path=manifest, skip_existing=skip_existing,
                                       device=device, progress=not quiet, options=options,
                                       engine=EngineOptions(engine, address, workers))

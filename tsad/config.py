@@ -1,9 +1,10 @@
 """The detector's configuration as nested dataclasses, and the benchmark presets as values of it.
 
-`DetectorConfig` = window + network + training (core's TrainConfig) + threshold + scoring. It is
-what `config.json` stores (schema `CONFIG_VERSION`), what presets are, and what the CLI overrides
-with dotted names (`cfg.updated({"training.epochs": 60})`). Runtime settings (device, progress,
-seed) live on the estimator, not here.
+`DetectorConfig` = window + network + training (core's TrainConfig) + threshold + scoring + alerting
++ adapt (tsad.adapt, used only under `--adapt`). It is what `config.json` stores (schema
+`CONFIG_VERSION`), what presets are, and what the CLI overrides with dotted names
+(`cfg.updated({"training.epochs": 60})`). Runtime settings (device, progress, seed) live on the
+estimator, not here.
 """
 
 from __future__ import annotations
@@ -58,6 +59,26 @@ class ScoringConfig:
     smooth: int = 1  # trailing mean over N rows
 
 
+@dataclass
+class AdaptConfig:
+    """How `score`/`monitor --adapt` keep learning (tsad.adapt); unused without --adapt."""
+
+    every: int = 250  # rows between adaptation rounds
+    steps: int = 5  # gradient steps per round
+    batch: int = 32  # windows per step
+    lr: float = 1e-3  # Adam; every and lr: the choice on NAB's tuning half (bench/tsad_nab_adapt.py)
+    recent: int = 1000  # rows of history the windows are drawn from
+
+    def validate(self) -> None:
+        if min(self.every, self.steps, self.batch, self.recent) < 1:
+            raise UserError("adapt: every, steps, batch and recent must be at least 1")
+        if self.recent > 100_000 or self.every > 10_000_000:
+            raise UserError("adapt: recent must be at most 100000 rows and every at most 10000000")
+        if not 0 < self.lr < 1:
+            raise UserError("adapt: lr must be in (0, 1)")
+
+
+
 def default_training() -> TrainConfig:
     return TrainConfig(epochs=50, batch_size=128, lr=1e-3, val_fraction=0.1, patience=5)
 
@@ -71,6 +92,7 @@ class DetectorConfig:
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     alerting: AlertingConfig = field(default_factory=AlertingConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)  # used when `score`/`monitor` get --adapt
 
     def validate(self) -> None:
         from tsad.variants import get_variant
@@ -101,6 +123,7 @@ class DetectorConfig:
             raise UserError("causal_tail must be between 1 and the window length")
         self.training.validate()
         self.alerting.validate()
+        self.adapt.validate()
 
     # -------------------------------------------------------------------------------- overrides
     def updated(self, changes: dict[str, Any]) -> DetectorConfig:
@@ -121,7 +144,7 @@ class DetectorConfig:
 
 # ------------------------------------------------------------------------------------ (de)serialise
 _SECTIONS = {"network": NetworkConfig, "training": TrainConfig, "threshold": ThresholdConfig,
-             "scoring": ScoringConfig, "alerting": AlertingConfig}
+             "scoring": ScoringConfig, "alerting": AlertingConfig, "adapt": AdaptConfig}
 
 
 def to_dict(cfg: DetectorConfig) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tsad import metrics as M
 from tsad import range_metrics as RM
 from tsad.alerting import AdaptiveAlerting
 from tsad.baselines import IsolationForestBaseline, PCABaseline, RollingZScore, WindowedGaussian
+from tsad.batch import stream_score
 from tsad.config import BENCHMARKS, DetectorConfig
 from tsad.datasets import Series, iter_msl, iter_nab, iter_skab
 from tsad.detector import WindowDetector, trailing_mean
@@ -53,14 +54,15 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ NAB
 def evaluate_nab(data_dir: Path, make: Callable[[], WindowDetector], out: Path | None = None,
-                 limit: int | None = None, progress: bool = False) -> EvalResult:
+                 limit: int | None = None, progress: bool = False, adapt: bool = False) -> EvalResult:
     """Scores each file causally through the detector's saved alerting, exactly as `detect`, `score`
     and `monitor` do: with the nab preset, `adaptive` (the error's likelihood combined with a level
     check, see tsad.alerting). The same alerting without the level check is reported as an ablation;
     the windowed-gaussian baseline is NAB's own windowedGaussian detector (tsad.baselines).
     `metrics` are the evaluation half's (NAB_SPLIT_RULE) at the tuning half's thresholds;
     `metrics_all` the whole corpus at the same thresholds, `metrics_all_own_threshold` the whole
-    corpus at its own optimum (how NAB's published scores are computed: optimistic)."""
+    corpus at its own optimum (how NAB's published scores are computed: optimistic). `adapt`: the
+    detector keeps learning as it scores (tsad.adapt; NAB allows it: each row is seen once, in order)."""
     t0 = time.perf_counter()
     series = list(iter_nab(data_dir))[:limit]
     ours, alone, base = [], [], []
@@ -69,7 +71,7 @@ def evaluate_nab(data_dir: Path, make: Callable[[], WindowDetector], out: Path |
         p = M.probation_rows(len(s))
         det = make().fit(s.values[:p])
         t1 = time.perf_counter()
-        raw = det.score(s.values)
+        raw = stream_score(det, s.values, adapt)
         score_seconds += time.perf_counter() - t1
         points += len(s)
         anomaly = raw.alert_score if raw.alert_score is not None else det.calibrator_.transform(raw.score)
@@ -96,9 +98,10 @@ def evaluate_nab(data_dir: Path, make: Callable[[], WindowDetector], out: Path |
              "baselines_all": {"windowed_gaussian": parts["gaussian"]["all"]},
              "ablations": {"ae_without_level": parts["alone"]["evaluation"]},
              "tuning": {"rule": NAB_SPLIT_RULE, "files": len(tuning), "evaluation_files": len(evaluation),
-                        "thresholds": parts["ours"]["thresholds"],
+                        "thresholds": parts["ours"]["thresholds"], "scores": parts["ours"]["tuning"],
                         "settings": "the nab preset; its alerting was chosen on the tuning half "
-                                    "(bench/tsad_nab_protocol.py)"}}
+                                    "(bench/tsad_nab_protocol.py)"},
+             "adapt": dataclasses.asdict(make().config.adapt) if adapt else False}
     return EvalResult("nab", make().config.network.kind, metrics,
                       {"windowed_gaussian": parts["gaussian"]["evaluation"]}, time.perf_counter() - t0, extra)
 
@@ -129,10 +132,12 @@ def nab_score_at(files: list[M.NabFile], profile: str, threshold: float) -> floa
 def _nab_parts(files: list[M.NabFile], tune_idx: list[int], eval_idx: list[int]) -> dict[str, dict[str, float]]:
     """Per profile: the threshold optimised on the tuning half, the evaluation half and the whole
     corpus scored at it, and the whole corpus at its own optimum (NAB's published convention)."""
-    out: dict[str, dict[str, float]] = {"evaluation": {}, "all": {}, "all_own_threshold": {}, "thresholds": {}}
+    out: dict[str, dict[str, float]] = {"evaluation": {}, "all": {}, "all_own_threshold": {}, "thresholds": {},
+                                        "tuning": {}}
     for profile, key in _NAB_NAMES.items():
-        _, th = M.nab_corpus_score([files[i] for i in tune_idx], profile) if tune_idx else (0.0, 1.0)
+        tuned, th = M.nab_corpus_score([files[i] for i in tune_idx], profile) if tune_idx else (0.0, 1.0)
         out["thresholds"][key] = float(th)
+        out["tuning"][key] = round(tuned, 2)  # what a settings grid may look at
         out["evaluation"][key] = round(nab_score_at([files[i] for i in eval_idx], profile, th), 2) if eval_idx else 0.0
         out["all"][key] = round(nab_score_at(files, profile, th), 2)
         out["all_own_threshold"][key] = round(M.nab_corpus_score(files, profile)[0], 2)
@@ -175,11 +180,12 @@ def _write_scored(test: Series, score: np.ndarray, pred: np.ndarray, out: Path) 
 
 def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], WindowDetector], benchmark: str,
                    baselines: tuple[str, ...] = ("rolling_zscore", "pca", "isolation_forest"),
-                   progress: bool = False, out: Path | None = None) -> EvalResult:
+                   progress: bool = False, out: Path | None = None, adapt: bool = False) -> EvalResult:
     """Train on each pair's first series, score its second; metrics over all test rows together.
     When our detector smooths its scores, PCA and IsolationForest are also reported smoothed the
     same way (`<name>_smoothed`), so the comparison does not credit the smoothing to the model.
-    `out`: a folder that gets each test file's rows as scored (see `_write_scored`)."""
+    `out`: a folder that gets each test file's rows as scored (see `_write_scored`); `adapt`: our
+    detector keeps learning as it scores each test series (tsad.adapt)."""
     missing = next((test.name for _, test in pairs if test.labels is None), None)
     if missing is not None:
         raise UserError(f"{missing}: no labels to evaluate against")
@@ -195,7 +201,7 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
     for train, test in track(pairs, benchmark, progress):
         det = make().fit(train)
         t1 = time.perf_counter()
-        result = det.score(test)
+        result = stream_score(det, test.values, adapt)
         score_seconds += time.perf_counter() - t1
         points += len(test)
         score = np.nan_to_num(result.score, nan=0.0)
@@ -222,7 +228,7 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
     metrics["points_per_second"] = round(points / max(score_seconds, 1e-9))
     base = {b: _point_metrics(y, np.concatenate(base_scores[b]), np.concatenate(base_pred[b])) for b in baselines}
     return EvalResult(benchmark, make().config.network.kind, metrics, base, time.perf_counter() - t0,
-                      {"series": len(pairs)})
+                      {"series": len(pairs), "adapt": dataclasses.asdict(make().config.adapt) if adapt else False})
 
 
 def check_labels(labels: np.ndarray, name: str, offset: int = 0) -> None:
@@ -301,7 +307,7 @@ def result_rows(result: EvalResult) -> tuple[list[str], list[list[Any]]]:
 
 
 def run_benchmark(name: str, config: DetectorConfig, seed: int = 0, device: str = "auto", out: Path | None = None,
-                  limit: int | None = None, progress: bool = False) -> EvalResult:
+                  limit: int | None = None, progress: bool = False, adapt: bool = False) -> EvalResult:
     """One benchmark protocol end to end on the dataset under AE_DATA_DIR (fetched if allowed)."""
     from data.registry import ensure_dataset
 
@@ -314,14 +320,14 @@ def run_benchmark(name: str, config: DetectorConfig, seed: int = 0, device: str 
         return WindowDetector(config, seed=seed, device=device)
 
     if name == "nab":
-        return evaluate_nab(root, make, out, limit, progress=progress)
+        return evaluate_nab(root, make, out, limit, progress=progress, adapt=adapt)
     pairs = skab_pairs(root, limit=limit) if name == "skab" else msl_pairs(root, limit)
-    return evaluate_split(pairs, make, name, progress=progress, out=out)
+    return evaluate_split(pairs, make, name, progress=progress, out=out, adapt=adapt)
 
 
 def evaluate_labelled_file(series: Series, train_rows: int, config: DetectorConfig, seed: int = 0,
-                           device: str = "auto") -> EvalResult:
+                           device: str = "auto", adapt: bool = False) -> EvalResult:
     """A user's own labelled file: the first `train_rows` rows train, the rest is scored."""
     pair = labelled_file_pair(series, train_rows)
     return evaluate_split([pair], lambda: WindowDetector(config, seed=seed, device=device), series.name,
-                          baselines=("rolling_zscore",))
+                          baselines=("rolling_zscore",), adapt=adapt)

@@ -12,7 +12,8 @@ the loglizer toolkit), on Loghub's 2,000-line BGL sample:
    part's lines only; every line is then matched (`match`: a test line no training template covers
    counts as `other`);
 4. features: tsad.logfeatures counts per window (the K most frequent training templates, `other`,
-   `total`, per level), one matrix for every detector;
+   `total`, per level), one matrix for every detector, then one transform of `FEATURES` applied
+   row by row (raw `counts`, or `log1p`), from the same grid for every detector;
 5. detectors are unsupervised and are trained on *every* window of the fitting part, alerts
    included, as loglizer does (BGL_2k's first windows hold most of its alerts: lines 104-300 are
    mostly alerts). `exclude_alerts=True` drops the alerted windows from fitting instead (a
@@ -24,8 +25,16 @@ windows (the *validation tail*) choose, with their labels,
 - the threshold of every detector: the score that maximises F1 on the validation tail (a window
   is predicted anomalous when its score is ≥ the threshold); with no alert in the tail, the
   largest score on the fitting part;
-- the autoencoder's setting among `AE_CANDIDATES` (a small fixed grid of sizes, windows and
-  epochs): the one with the best median validation PR-AUC over the seeds.
+- the autoencoder's setting among `AE_CANDIDATES`, the grid network x epochs x features: five
+  networks (`AE_NETWORKS`: dense on a window of 1 row with a code of 4 or 16, dense on a window of
+  4 rows with a code of 4 or 16, the conv net on 4 rows), 40 or 120 epochs, `log1p` or `counts`;
+  the rule: the best median validation PR-AUC over the seeds, ties to the earlier candidate in the
+  grid's order (cheaper network, then fewer epochs, then log1p, the product's transform). Every
+  candidate's validation and test figures are kept (`ae_grid`); only the former chooses;
+- the baselines' transform by the same rule on the same `FEATURES` grid (ties: counts), reported
+  beside loglizer's own setting (raw counts) as `baselines_val_features`; `bar_met` asks the
+  autoencoder to beat PCA and IsolationForest in both settings (`bar_margin`: its lead over the
+  best of the four, negative when behind).
 The window size (20 lines) and K (50) are fixed in advance (the issue's defaults), not tuned.
 The test part is used for nothing but the reported numbers. PCA additionally reports Xu et al.'s
 own threshold, the Q-statistic at α = 0.001, which needs no labels.
@@ -33,15 +42,17 @@ own threshold, the Q-statistic at α = 0.001, which needs no labels.
 Detectors:
 - autoencoder: tsad.detector.WindowDetector on the series of window rows (each row a count vector,
   channels = feature columns, standardised by the detector's scaler from the fitting rows). The
-  detector's window is a run of `w` consecutive log windows (its minimum is 4) and it scores
-  causally with `causal_tail = 1`: the score of row t is the reconstruction error of row t in the
-  run of rows t−w+1..t, so a row is judged with the preceding rows as context and never with later
-  ones. Validation and test rows are scored in one pass over the whole series, so their contexts
-  are the rows before them (counts only, no labels). Median over `seeds` with the spread (min, max).
-- PCA (Xu et al., SOSP 2009, as loglizer implements it): TF-IDF weights (idf = log(n / df) over
-  the fitting rows), zero-mean normalisation, the principal subspace keeping 95 % of the variance,
-  score = the squared prediction error in the residual subspace (SPE).
-- IsolationForest (scikit-learn, 100 trees, loglizer's choice) on the raw count matrix, score =
+  detector's window is a run of `w` consecutive log windows and it scores causally with
+  `causal_tail = 1`: the score of row t is the reconstruction error of row t in the run of rows
+  t−w+1..t, so a row is judged with the preceding rows as context and never with later ones.
+  WindowDetector's minimum window is 4, so `w = 1` (one count vector, as PCA and IsolationForest
+  see it) runs the detector's own pieces (scaler, dense variant, objective, trainer) on single rows.
+  Validation and test rows are scored in one pass over the whole series, so their contexts are the
+  rows before them (counts only, no labels). Median over `seeds` with the spread (min, max).
+- PCA (Xu et al., SOSP 2009, as loglizer implements it), on the transformed rows: TF-IDF weights
+  (idf = log(n / df) over the fitting rows), zero-mean normalisation, the principal subspace
+  keeping 95 % of the variance, score = the squared prediction error in the residual subspace (SPE).
+- IsolationForest (scikit-learn, 100 trees, loglizer's choice) on the transformed rows, score =
   −score_samples; median over the same seeds.
 
 Metrics, on the test windows: precision, recall and F1 at the chosen threshold, PR-AUC (average
@@ -54,7 +65,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +84,33 @@ except ImportError:  # another module of the issue; the key is left out without 
 
 Q_ALPHA = 3.2905  # the standard normal quantile for α = 0.001 (Xu et al.'s Q-statistic)
 
-# The autoencoder's small grid (chosen among on the validation tail, never on the test part).
-AE_CANDIDATES: dict[str, dict[str, Any]] = {
-    "conv-w4": {"window": 4, "network.kind": "conv", "network.channels": (32, 16), "network.kernel_size": 3,
-                "training.epochs": 40},
-    "dense-w4": {"window": 4, "network.kind": "dense", "network.hidden": (64, 16), "training.epochs": 40},
+# The feature transforms every detector chooses among on the validation tail (the same grid for all).
+# "counts": the raw template counts (loglizer's IsolationForest input; PCA adds its own TF-IDF weights);
+# "log1p": log(1 + count) (the product's transform, tsad.logmodel.FEATURES), which damps a bursty template.
+# A per-column weighting such as TF-IDF is no option of its own: the autoencoder standardises every
+# column and IsolationForest's splits do not depend on a column's scale, so it would change neither.
+FEATURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "counts": lambda x: np.asarray(x, dtype=float),
+    "log1p": lambda x: np.log1p(np.asarray(x, dtype=float)),
 }
+DEFAULT_FEATURES = "log1p"  # a candidate without a "features" key (the product's transform)
+
+# The autoencoder's networks, cheapest first (the tie-break order): a window of 1 row sees one count
+# vector, as PCA and IsolationForest do; a window of 4 rows adds the 3 rows before as context; codes
+# of 4 and 16 bracket the ~5-15 components PCA keeps on these features.
+AE_NETWORKS: dict[str, dict[str, Any]] = {
+    "dense-w1-c4": {"window": 1, "network.kind": "dense", "network.hidden": (32, 4)},
+    "dense-w1-c16": {"window": 1, "network.kind": "dense", "network.hidden": (64, 16)},
+    "dense-w4-c4": {"window": 4, "network.kind": "dense", "network.hidden": (64, 4)},
+    "dense-w4-c16": {"window": 4, "network.kind": "dense", "network.hidden": (64, 16)},
+    "conv-w4": {"window": 4, "network.kind": "conv", "network.channels": (32, 16), "network.kernel_size": 3},
+}
+AE_EPOCHS = (40, 120)
+# The grid (chosen among on the validation tail, never on the test part): network x epochs x features,
+# in this order, which is also the tie-break order (ties go to the earlier candidate).
+AE_CANDIDATES: dict[str, dict[str, Any]] = {
+    f"{net}-e{epochs}-{features}": {**spec, "training.epochs": epochs, "features": features}
+    for net, spec in AE_NETWORKS.items() for epochs in AE_EPOCHS for features in ("log1p", "counts")}
 
 
 # ------------------------------------------------------------------------------------- baselines
@@ -227,13 +259,46 @@ def _ae_scores(x: np.ndarray, fit_rows: np.ndarray, names: list[str], changes: d
     from tsad.config import DetectorConfig
     from tsad.detector import WindowDetector
 
+    changes = dict(changes)
+    x = FEATURES[changes.pop("features", DEFAULT_FEATURES)](x)
+    window = int(changes.pop("window"))
     cfg = DetectorConfig().updated({"training.batch_size": 16, "training.val_fraction": 0.0,
                                     "training.patience": None, "network.dropout": 0.1,
                                     "scoring.causal_tail": 1, **changes})
     cfg.training.patience = None
-    x = np.log1p(x)  # the product's feature transform (tsad.logmodel.FEATURES): what users run is measured
+    if window == 1:
+        return _row_ae_scores(x, fit_rows, cfg, seed, device)
+    cfg.window = window
     det = WindowDetector(cfg, seed=seed, device=device).fit(x[fit_rows], channel_names=names)
     return det.raw_score(x).score
+
+
+def _row_ae_scores(x: np.ndarray, fit_rows: np.ndarray, cfg: Any, seed: int, device: str) -> np.ndarray:
+    """A window of one row, below WindowDetector's minimum of 4: the detector's own pieces (scaler,
+    dense variant, objective, trainer) on single count vectors; score = the row's mean squared error."""
+    import torch
+
+    from core.losses import BetaSchedule
+    from core.objective import ReconstructionObjective
+    from core.train import Trainer
+    from tsad.variants import get_variant
+    from tsad.windows import Scaler
+
+    variant = get_variant(cfg.network.kind)
+    if not variant.flat_input:
+        raise UserError(f"a window of 1 row needs a dense network, not {cfg.network.kind!r}")
+    scaler = Scaler().fit(x[fit_rows])
+    z = torch.from_numpy(scaler.transform(x))
+    torch.manual_seed(seed)
+    net = variant.build(cfg.network, x.shape[1], 1)
+    objective = ReconstructionObjective(beta=BetaSchedule(beta=1e-3, warmup_epochs=max(1, cfg.training.epochs // 4)))
+    train_cfg = dataclasses.replace(cfg.training, val_fraction=0.0, seed=seed, device=device, progress=False,
+                                    description="tsad train")
+    Trainer(train_cfg, objective).fit(net, z[torch.from_numpy(np.flatnonzero(fit_rows))])
+    net.eval()
+    with torch.no_grad():
+        z = z.to(next(net.parameters()).device)
+        return ((net.reconstruct(z) - z) ** 2).mean(dim=1).cpu().numpy().astype(float)
 
 
 def evaluate_records(records: Sequence[LogRecord], *, window_lines: int = 20, train_fraction: float = 0.8,
@@ -271,35 +336,52 @@ def evaluate_records(records: Sequence[LogRecord], *, window_lines: int = 20, tr
             metrics["seed"], metrics["val_pr_auc"] = int(seed), val_auc
             runs.append(metrics)
             vals.append(val_auc)
-        finite = [v for v in vals if np.isfinite(v)]  # NaN: no alert in the validation tail
-        grid[name] = {"val_pr_auc_median": float(np.median(finite)) if finite else float("nan"),
+        grid[name] = {"val_pr_auc_median": _finite_median(vals),
                       "setting": _plain(changes),
                       "test": _median_summary(runs)}
-    chosen = max(grid, key=lambda k: (np.nan_to_num(grid[k]["val_pr_auc_median"], nan=-1.0), -list(grid).index(k)))
+    chosen = _best(grid)
     detectors["autoencoder"] = {**grid[chosen]["test"], "setting": chosen}
 
-    pca = LogPCA().fit(x[fit])
-    pca_scores = pca.score(x)
-    metrics, _ = judged(pca_scores)
-    detectors["pca"] = {**metrics, "components": pca.k_}
-    detectors["pca_q_statistic"] = {**window_metrics(y[test], pca_scores[test], pca.q_threshold_),
-                                    "components": pca.k_}
+    # baselines: loglizer's own input (raw counts) and, by the autoencoder's rule, the transform that
+    # wins on the validation tail (ties: counts, the first of FEATURES)
+    base_grid: dict[str, dict[str, Any]] = {"pca": {}, "isolation_forest": {}}
+    for feature, fn in FEATURES.items():
+        fx = fn(x)
+        pca = LogPCA().fit(fx[fit])
+        pca_scores = pca.score(fx)
+        metrics, val_auc = judged(pca_scores)
+        base_grid["pca"][feature] = {"val_pr_auc_median": val_auc, "test": {**metrics, "components": pca.k_},
+                                     "q_statistic": {**window_metrics(y[test], pca_scores[test], pca.q_threshold_),
+                                                     "components": pca.k_}}
+        runs, vals = [], []
+        for seed in seeds:
+            metrics, val_auc = judged(_iforest_scores(fx[fit], fx, int(seed)))
+            metrics["seed"], metrics["val_pr_auc"] = int(seed), val_auc
+            runs.append(metrics)
+            vals.append(val_auc)
+        base_grid["isolation_forest"][feature] = {"val_pr_auc_median": _finite_median(vals),
+                                                  "test": _median_summary(runs)}
+    detectors["pca"] = {**base_grid["pca"]["counts"]["test"], "features": "counts"}
+    detectors["pca_q_statistic"] = {**base_grid["pca"]["counts"].pop("q_statistic"), "features": "counts"}
+    detectors["isolation_forest"] = {**base_grid["isolation_forest"]["counts"]["test"], "features": "counts"}
+    base_chosen = {k: _best(v) for k, v in base_grid.items()}
+    for v in base_grid["pca"].values():
+        v.pop("q_statistic", None)
+    baselines_val = {k: {**base_grid[k][f]["test"], "features": f} for k, f in base_chosen.items()}
 
-    runs = []
-    for seed in seeds:
-        metrics, _ = judged(_iforest_scores(x[fit], x, int(seed)))
-        metrics["seed"] = int(seed)
-        runs.append(metrics)
-    detectors["isolation_forest"] = _median_summary(runs)
-
-    ae, p, f = detectors["autoencoder"]["pr_auc"], detectors["pca"]["pr_auc"], detectors["isolation_forest"]["pr_auc"]
+    ae = detectors["autoencoder"]["pr_auc"]
+    best_baseline = max(d["pr_auc"] for d in (detectors["pca"], detectors["isolation_forest"],
+                                              *baselines_val.values()))
     return {
         "protocol": "loglizer: fixed windows of lines, chronological split, unsupervised fit, window labels",
         "settings": {"window_lines": window_lines, "train_fraction": train_fraction, "val_fraction": val_fraction,
                      "top_k": top_k, "seeds": [int(s) for s in seeds], "device": device,
                      "exclude_alerts": exclude_alerts, "features": len(names),
                      "threshold_rule": "best F1 on the validation tail (last val_fraction of the training part)",
-                     "ae_selection": "best median validation PR-AUC over the seeds among ae_candidates",
+                     "ae_selection": "best median validation PR-AUC over the seeds among ae_candidates; "
+                                     "ties: the earlier candidate",
+                     "baseline_features": f"loglizer's counts, and the best validation PR-AUC among "
+                                          f"{list(FEATURES)} (ties: counts)",
                      "ae_candidates": {k: _plain(v) for k, v in candidates.items()}},
         "data": {"lines": len(records), "windows": n, "fit_windows": int(len(fit)),
                  "val_windows": int(len(val)), "test_windows": int(len(test)),
@@ -310,7 +392,10 @@ def evaluate_records(records: Sequence[LogRecord], *, window_lines: int = 20, tr
         "ae_chosen": chosen,
         "detectors": detectors,
         "vus_pr_available": vus_pr is not None,
-        "bar_met": bool(ae > p and ae > f),
+        "baseline_grid": base_grid,
+        "baselines_val_features": baselines_val,
+        "bar_met": bool(ae > best_baseline),
+        "bar_margin": float(ae - best_baseline),
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
@@ -321,6 +406,17 @@ def evaluate_bgl(data_dir: str | Path, window_lines: int = 20, train_fraction: f
     `evaluate_records` (val_fraction, top_k, candidates, exclude_alerts)."""
     return evaluate_records(read_bgl(data_dir), window_lines=window_lines, train_fraction=train_fraction,
                             seeds=seeds, device=device, **options)
+
+
+def _finite_median(values: Sequence[float]) -> float:
+    """Median over seeds, NaN (no alert in the validation tail) left out."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.median(finite)) if finite else float("nan")
+
+
+def _best(grid: dict[str, dict[str, Any]]) -> str:
+    """The entry with the best `val_pr_auc_median` (NaN counts as worst); ties: the earlier entry."""
+    return max(grid, key=lambda k: (np.nan_to_num(grid[k]["val_pr_auc_median"], nan=-1.0), -list(grid).index(k)))
 
 
 def _plain(value: Any) -> Any:

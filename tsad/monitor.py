@@ -6,6 +6,9 @@ a missing reading takes the channel's last value, or its training mean before th
 reading) and are scored after a ring buffer of the last `context_rows` rows (window − 1, plus
 smooth − 1), so each score equals the causal score `detect` and `score` give for the same row.
 Rejected records are counted, logged with their line number and reason, and skipped.
+With `adapt` (--adapt, tsad.adapt) the detector keeps learning from the rows it judged normal; its
+adapted weights go to `STATE.adapted-<round>.safetensors` beside the state, written before the state
+that names them, so a checkpoint always points at a complete file.
 State (input position, buffer, open alert, output sizes) is checkpointed atomically every
 `checkpoint_every` records, on SIGINT/SIGTERM and at the end; see tsad.stream for why that makes
 output exactly-once across restarts. On resume, records at or before the checkpoint (a replayed
@@ -33,11 +36,14 @@ from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from core.artifact import directory_hash
 from core.device import set_threads
 from core.errors import UserError
-from core.jobs.atomic import atomic_write_text
+from core.jobs.atomic import atomic_path, atomic_write_text
+from tsad.adapt import OnlineAdapter
 from tsad.batch import score_after, start_values
 from tsad.detector import WindowDetector
 from tsad.ingest import DEFAULT_DUPLICATES, SEEN, Accepted, Rejected
@@ -161,7 +167,7 @@ class Monitor:
                  top_channels: int = 3, device: str = "cpu", poll_seconds: float = 0.2,
                  idle_timeout: float | None = None, threads: int | None = 1, duplicates: str = DEFAULT_DUPLICATES,
                  columns: list[str] | None = None, fsync: bool = False, max_delay: float = 0.25,
-                 metrics: str | Path | None = None, metrics_every: float = 10.0) -> None:
+                 metrics: str | Path | None = None, metrics_every: float = 10.0, adapt: bool = False) -> None:
         # one thread by default: a record or micro-batch at a time gains nothing from more, and on a busy
         # machine torch's all-cores default collapses throughput (see core.device.set_threads); None
         # honours OMP_NUM_THREADS, else leaves torch's current setting
@@ -198,6 +204,9 @@ class Monitor:
         buffer = np.asarray(self.state.buffer, dtype=float).reshape(-1, c)
         self.buffer = buffer[max(0, len(buffer) - keep):]
         self.alerting = self.state.alerting or self.detector.alerting_.fresh_state()
+        self.adapter = OnlineAdapter(self.detector) if adapt else None
+        if resume:
+            self._restore_adapter()
         self.stats = MonitorStats(records=self.state.records, rejected=self.state.rejected,
                                   rejected_lines=list(self.state.rejected_lines),
                                   filled=self.parser.causal.counts.missing)
@@ -296,7 +305,8 @@ class Monitor:
     def _score_accepted(self, accepted: Accepted, arrival: dict[int, float]) -> None:
         if not len(accepted):
             return
-        result, self.buffer, self.alerting = score_after(self.detector, self.buffer, accepted.values, self.alerting)
+        result, self.buffer, self.alerting = score_after(self.detector, self.buffer, accepted.values, self.alerting,
+                                                         self.adapter)
         done = time.perf_counter()
         names = self.detector.channel_names_
         for j, line_no in enumerate(accepted.line_no.tolist()):
@@ -339,4 +349,31 @@ class Monitor:
         st.parser, st.debouncer = self.parser.state(), self.debouncer.state()
         st.alerts_bytes = self.alerts.size()
         st.scores_bytes = self.scores.size() if self.scores else None
+        if self.adapter is not None:
+            st.adapt = self.adapter.state()
+            if self.adapter.weights is not None:  # the weights first: the state names a complete file
+                st.adapted_weights = f"{self.state_path.name}.adapted-{self.adapter.rounds}.safetensors"
+                with atomic_path(self.state_path.with_name(st.adapted_weights)) as tmp:
+                    save_file({k: v.contiguous() for k, v in self.adapter.weights.items()}, str(tmp))
         st.save(self.state_path)
+        for stale in self.state_path.parent.glob(f"{self.state_path.name}.adapted-*.safetensors"):
+            if stale.name != st.adapted_weights:
+                stale.unlink(missing_ok=True)
+
+    def _restore_adapter(self) -> None:
+        """--adapt on resume: the adapter's rows and weights, as the last checkpoint left them; a state
+        written with --adapt is not resumed without it, nor the other way round."""
+        st, where = self.state, f"state file {self.state_path}"
+        if (self.adapter is None) != (st.adapt is None):
+            was = "with" if st.adapt is not None else "without"
+            raise UserError(f"{where} was written {was} --adapt; run {was} it, or remove the state to start over")
+        if self.adapter is None or st.adapt is None:
+            return
+        weights = None
+        if st.adapted_weights:
+            path = self.state_path.with_name(Path(st.adapted_weights).name)
+            try:
+                weights = load_file(str(path))
+            except (OSError, SafetensorError) as exc:
+                raise UserError(f"{where}: its adapted weights {path.name} cannot be read ({exc})") from None
+        self.adapter.restore(st.adapt, weights, where)

@@ -57,6 +57,12 @@ class EngineOptions:
         return {} if self.name == "local" else {"engine": self.name}
 
 
+def check_adapt(opts: ScoreOptions, engine: EngineOptions) -> None:
+    if opts.adapt and engine.name == "ray":
+        raise UserError("--adapt runs on the local engine only (each series' weights change as it is scored); "
+                        "drop --engine ray or --adapt")
+
+
 def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col: str | None = None,
                  chunk_rows: int = 100_000, device: str = "auto", progress: bool = False,
                  options: ScoreOptions | None = None, engine: EngineOptions | None = None) -> RunManifest:
@@ -67,6 +73,7 @@ def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col
     series per unit into OUT as a folder of Parquet shards (tsad.batch_ray), with the same rows."""
     opts = options or ScoreOptions(series_col, chunk_rows)
     engine = engine or EngineOptions()
+    check_adapt(opts, engine)
     engine.check(out)
     check_duplicates(opts.duplicates)
     det = WindowDetector.load(model_dir, device=device)
@@ -75,7 +82,7 @@ def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col
     if opts.chunk_rows < det.window:
         raise UserError(f"--chunk-rows must be at least the window ({det.window})")
     model_hash = directory_hash(model_dir)
-    state = ScoreState(opts.state, det, model_hash, opts.duplicates) if opts.state is not None else None
+    state = ScoreState(opts.state, det, model_hash, opts.duplicates, opts.adapt) if opts.state is not None else None
     manifest = RunManifest(job="tsad score", model_path=str(model_dir), model_hash=model_hash,
                            params={**opts.params(), **engine.params()},
                            outputs=[str(out), *([str(opts.state)] if opts.state else [])])
@@ -119,6 +126,7 @@ def score_job(model_dir: Path, inputs: str | list[str], out: Path, series_col: s
     leaves a `--state` as it was)."""
     opts = options or ScoreOptions(series_col, chunk_rows)
     engine = engine or EngineOptions()
+    check_adapt(opts, engine)
     engine.check(out)
     manifest_path = Path(manifest_path) if manifest_path else manifest_path_for(out)
     params = {**opts.params(), **engine.params()}

@@ -361,6 +361,8 @@ class MonitorState:
     parser: dict[str, Any] = field(default_factory=dict)
     debouncer: dict[str, Any] = field(default_factory=dict)
     alerting: dict[str, Any] = field(default_factory=dict)  # the saved alerting's rolling state
+    adapt: dict[str, Any] | None = None  # --adapt: tsad.adapt.OnlineAdapter.state()
+    adapted_weights: str | None = None  # --adapt: the safetensors file beside this one holding them
     alerts_bytes: int | None = None
     scores_bytes: int | None = None
     version: int = STATE_VERSION
