@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from core.jobs.tables import EXACT_FLOATS
 
 runner = CliRunner()
 WINDOW, SMOOTH = 16, 2  # a score needs WINDOW + SMOOTH - 1 = 17 rows
@@ -73,7 +74,7 @@ def _one_run_per_file(model: Path, files: list[Path], root: Path, *extra: str) -
 
 def _joined(model: Path, files: list[Path], root: Path) -> pd.DataFrame:
     joined = root / "joined.csv"
-    pd.concat([pd.read_csv(p, float_precision="round_trip") for p in files]).to_csv(joined, index=False)
+    pd.concat([pd.read_csv(p, **EXACT_FLOATS) for p in files]).to_csv(joined, index=False)
     code, output = _score(model, [joined], root / "joined.parquet")
     assert code == 0, output
     return pd.read_parquet(root / "joined.parquet")

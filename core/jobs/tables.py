@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,11 @@ from core.errors import UserError
 from core.jobs.atomic import atomic_path
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+# exact decimal → float parsing: pandas before 3.1 reads some values one unit in the last place off
+# unless asked for round_trip; 3.1 made its default exact and deprecated the option (pandas 4 drops it)
+_PANDAS = tuple(int(part) for part in re.findall(r"\d+", pd.__version__)[:2])
+EXACT_FLOATS: dict[str, str] = {} if _PANDAS >= (3, 1) else {"float_precision": "round_trip"}
 
 
 def file_problem(path: str | os.PathLike[str]) -> str | None:
@@ -87,7 +93,7 @@ def iter_table_chunks(path: str | os.PathLike[str], chunk_rows: int = 100_000,
     # round_trip: every number reads back exactly as written, on every pandas version (pandas 2's
     # default parser can be one unit in the last place off, so chunked and whole reads disagreed)
     try:
-        yield from pd.read_csv(path, chunksize=chunk_rows, sep=sep, float_precision="round_trip", **read_kw)
+        yield from pd.read_csv(path, chunksize=chunk_rows, sep=sep, **EXACT_FLOATS, **read_kw)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path} is empty") from None
     except pd.errors.ParserError as exc:
@@ -105,7 +111,7 @@ def read_table(path: str | os.PathLike[str], what: str = "data file") -> pd.Data
         if path.suffix.lower() in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep=sniff_separator(path), float_precision="round_trip")
+            frame = pd.read_csv(path, sep=sniff_separator(path), **EXACT_FLOATS)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise UserError(f"{path} cannot be read: {str(exc).splitlines()[0]}") from None
     if frame.empty:
