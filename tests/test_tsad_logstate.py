@@ -147,3 +147,18 @@ def test_state_of_another_model_is_refused(logs: dict[str, Path], tmp_path: Path
     result = runner.invoke(app, ["tsad", "monitor", "--model", str(logs["bucket"]), "--format", "log",
                                  "--input", str(logs["test"]), "--state", str(state), "--device", "cpu"])
     assert result.exit_code == 2 and "is corrupt" in result.output, result.output
+
+
+def test_metrics_file_reports_the_log_monitor_and_ignored_options_are_refused(logs: dict[str, Path],
+                                                                               tmp_path: Path) -> None:
+    status = tmp_path / "status.json"
+    monitor(logs["bucket"], tmp_path / "a.jsonl", "--input", str(logs["test"]), "--metrics", str(status))
+    got = json.loads(status.read_text())
+    lines = logs["test"].read_text().splitlines()
+    assert got["lines"] == len(lines) and got["unparsed"] == 1  # the one line that is not syslog
+    assert got["alerts"] == len(alerts_of(tmp_path / "a.jsonl")) >= 1 and got["rows"] >= 60
+    for option in (["--cooldown", "3"], ["--batch", "1"], ["--adapt"], ["--duplicates", "last"]):
+        result = runner.invoke(app, ["tsad", "monitor", "--model", str(logs["bucket"]), "--format", "log",
+                                     "--input", str(logs["test"]), "--device", "cpu", *option])
+        assert result.exit_code == 2, result.output
+        assert f"{option[0]} does not apply to --format log" in result.output

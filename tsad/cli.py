@@ -394,12 +394,15 @@ def evaluate(
     echo_table(f"{result.benchmark}: {result.model} autoencoder vs baselines (same run, {result.seconds:.0f} s)",
                columns, rows)
     typer.echo(f"scoring throughput: {result.metrics.get('points_per_second', 0):,.0f} points/s (batch mode)")
-    if "metrics_all" in result.extra:  # NAB: the table is the evaluation half; say what the corpus scores
-        tuning, whole = result.extra["tuning"], result.extra["metrics_all"]
+    tuning, whole = result.extra.get("tuning", {}), result.extra.get("metrics_all", {})
+    if "metrics_all_own_threshold" in result.extra:  # NAB: the table is the evaluation half; say what the corpus scores
         typer.echo(f"the table: the evaluation half ({tuning['evaluation_files']} files) at thresholds chosen on the "
                    f"tuning half ({tuning['files']} files); whole corpus at the same thresholds: standard "
                    f"{whole['nab_standard']}, at its own optimum (NAB's convention): "
                    f"{result.extra['metrics_all_own_threshold']['nab_standard']}")
+    elif "evaluation_files" in tuning:  # SKAB, MSL: the same, point metrics
+        typer.echo(f"the table: the evaluation part ({tuning['evaluation_files']} files; the preset's settings were "
+                   f"chosen on the tuning part, {tuning['files']} files); whole corpus: F1 {whole.get('f1')}")
     if json_out is not None:
         E.write_json(result, json_out)
         typer.echo(f"wrote {json_out}")
@@ -441,9 +444,9 @@ def monitor(
     fmt: Annotated[str, typer.Option("--format", help="csv, jsonl or log. A CSV stream may start without its header "
                                      "(tail -F prints the last lines only): its columns are then --columns. log: raw "
                                      "log lines for a model from `train --format log`; one JSON line per anomalous "
-                                     "bucket/window naming its templates; --state resumes it too (see below), and "
-                                     "--columns, --duplicates, --batch, --max-delay, --cooldown and --metrics do "
-                                     "not apply.")] = "csv",
+                                     "bucket/window naming its templates; --state and --metrics work too (see "
+                                     "below); --columns, --duplicates, --batch, --max-delay, --cooldown and --adapt "
+                                     "do not apply (refused).")] = "csv",
     columns: Annotated[str | None, typer.Option("--columns", help="Column order of a CSV stream without a header "
                                                 "line (default: the model's time column, then its channels, as "
                                                 "`ae tsad train` read them). A header line, if one comes, is "
@@ -507,13 +510,18 @@ def monitor(
             raise UserError(f"{model} is a log model: monitor it with --format log")
         if not is_log_model(model):
             raise UserError(f"{model} is not a log model (train one with `ae tsad train --format log`)")
-        if adapt:
-            raise UserError("--adapt applies to numeric streams, not --format log")
+        # a log row alerts on its own (no debouncing) and lines are not records: refuse what would be ignored
+        given = [name for name, value, default in (
+            ("--columns", columns, None), ("--duplicates", _value(duplicates), DEFAULT_DUPLICATES),
+            ("--batch", batch, 32), ("--max-delay", max_delay, 0.25), ("--cooldown", cooldown, 10),
+            ("--adapt", adapt, False)) if value != default]
+        if given:
+            raise UserError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to --format log")
         from tsad.logmodel import LogMonitor
 
         mon = LogMonitor(model, input_path, alerts, str(emit_scores) if emit_scores else None, follow,
                          idle_timeout, device=device, fsync=fsync, state_path=state,
-                         checkpoint_every=checkpoint_every)
+                         checkpoint_every=checkpoint_every, metrics=metrics, metrics_every=metrics_every)
         typer.echo(mon.run().summary(), err=True)
         return
     mon = Monitor(model, input_path, fmt, alerts, str(emit_scores) if emit_scores else None, state, follow,

@@ -426,6 +426,15 @@ class LogMonitorStats:
     skipped: int = 0  # lines of a replayed stream that the state already covered
     seconds: float = 0.0
 
+    def status(self, started: float, session_lines: int) -> dict[str, Any]:
+        """What an operator checks (`--metrics`): alive, keeping up, how much failed to parse."""
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        r = self.report
+        return {"lines": r.lines, "parsed": r.parsed, "unparsed": r.failed, "rows": self.rows, "alerts": self.alerts,
+                "new_template_lines": self.new_templates, "skipped": self.skipped,
+                "lines_per_second": round(session_lines / elapsed, 1), "uptime_s": round(elapsed, 1),
+                "updated": pd.Timestamp.now(tz="UTC").isoformat()}
+
     def summary(self) -> str:
         skipped = (f", {self.skipped} replayed line(s) already processed skipped" if self.skipped else "")
         return (f"monitor: {failure_text(self.report, 'log')}; {self.rows} row(s) scored, {self.alerts} alert(s), "
@@ -467,11 +476,16 @@ class LogMonitor:
     def __init__(self, model_dir: str | Path, input_path: str | None = "-", alerts: str | None = "-",
                  scores: str | None = None, follow: bool = False, idle_timeout: float | None = None,
                  device: str = "cpu", fsync: bool = False, poll_seconds: float = 0.2,
-                 state_path: str | Path | None = None, checkpoint_every: int = 1000) -> None:
+                 state_path: str | Path | None = None, checkpoint_every: int = 1000,
+                 metrics: str | Path | None = None, metrics_every: float = 10.0) -> None:
         from tsad.monitor import JsonLinesOutput
 
         if checkpoint_every < 1:
             raise UserError("--checkpoint-every must be at least 1")
+        if metrics_every <= 0:
+            raise UserError("--metrics-every must be positive")
+        self.metrics_path = Path(metrics) if metrics else None
+        self.metrics_every = metrics_every
         self.model = LogModel.load(model_dir, device=device)
         self.input_path, self.follow = input_path, follow
         self.idle_timeout, self.poll_seconds = idle_timeout, poll_seconds
@@ -625,6 +639,7 @@ class LogMonitor:
             self._stop = True
 
         previous = install_handlers([signal.SIGINT, signal.SIGTERM], handler)
+        next_metrics, session_lines = t0, 0
         skip = 0  # lines of a replayed stream still to skip
         last_offset: int | None = None
         last_inode: int | None = None
@@ -655,11 +670,17 @@ class LogMonitor:
                     if since >= self.checkpoint_every:
                         self.checkpoint()
                         since = 0
+                    session_lines += 1
+                if self.metrics_path is not None and time.perf_counter() >= next_metrics:
+                    self._write_metrics(t0, session_lines)
+                    next_metrics = time.perf_counter() + self.metrics_every
                 if self._stop:
                     break
             self.checkpoint()
             if not self._stop:  # end of input: score the open row (provisionally with a state: docstring)
                 self._score(self.counter.flush())
+            if self.metrics_path is not None:
+                self._write_metrics(t0, session_lines)
         finally:
             restore_handlers(previous)
             self.alerts.close()
@@ -667,6 +688,11 @@ class LogMonitor:
                 self.scores.close()
         self.stats.seconds = time.perf_counter() - t0
         return self.stats
+
+    def _write_metrics(self, started: float, session_lines: int) -> None:
+        from core.jobs.atomic import atomic_write_text
+
+        atomic_write_text(self.metrics_path, json.dumps(self.stats.status(started, session_lines), indent=1) + "\n")
 
     def _score(self, rows: list[CountRow]) -> None:
         if not rows:
