@@ -27,6 +27,10 @@ running one file per run gives the scores of one run over the files joined toget
   series' scorer), written with core.jobs.atomic.atomic_dir after the output was committed, so a
   failed run leaves the old state, and the state never runs ahead of the outputs. A state written
   with another model is refused (its scores would not continue the same series).
+- With `--adapt` (tsad.adapt) each series also keeps its adapter (recent rows, verdicts, round
+  count) in `state.json` and its adapted weights in `adapted.safetensors` beside it, in the same
+  folder replaced in one rename; a state written with `--adapt` is refused without it and the
+  other way round.
 - Rows at or before a series' last timestamp when the run started were scored by an earlier run:
   they are skipped and counted as `already_scored` (not rejected: re-reading yesterday's files with
   the same glob is normal for a scheduler). A held-back row (`last`/`drop`) is passed on at the end
