@@ -56,9 +56,11 @@ _PAIRS: dict[str, tuple] = {}
 
 
 def split(channels: list[str]) -> tuple[list[str], list[str]]:
-    """SPLIT_RULE: (tuning, evaluation) channel ids."""
-    ordered = sorted(channels)
-    return ordered[0::2], ordered[1::2]
+    """SPLIT_RULE: (tuning, evaluation) channel ids. The rule lives in tsad.evaluate (msl_halves,
+    MSL_SPLIT_RULE), which `ae tsad evaluate --benchmark msl` uses."""
+    from tsad.evaluate import msl_halves
+
+    return msl_halves(channels)
 
 
 def _pairs() -> dict[str, tuple]:

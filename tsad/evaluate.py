@@ -1,6 +1,9 @@
 """Benchmark protocols: NAB (causal, per-file probationary training), SKAB (per file, first 400
 rows train), MSL (train/test per channel), and a user's own labelled file. Baselines run in the
-same call on the same splits."""
+same call on the same splits. Every benchmark's result has one shape: `metrics` and `baselines` over
+the evaluation part (NAB_SPLIT_RULE, SKAB_SPLIT_RULE, MSL_SPLIT_RULE), `metrics_all` (and
+`baselines_all`) over the whole corpus, `tuning` the rule, the parts' sizes and where the settings
+were chosen; a user's file has no split (`metrics_all` = `metrics`, `tuning` says so)."""
 
 from __future__ import annotations
 
@@ -178,14 +181,68 @@ def _write_scored(test: Series, score: np.ndarray, pred: np.ndarray, out: Path) 
     _write_csv(frame, out / (name if name.endswith(".csv") else f"{name}.csv"))
 
 
+SKAB_SPLIT_RULE = ("SKAB's labelled files grouped by folder (valve1, valve2, other); within each folder the files "
+                   "sorted by name (numerically: 0, 1, 2, ..., 10, ...) alternate: even positions (1st, 3rd, ...) "
+                   "tuning, odd positions (2nd, 4th, ...) evaluation; fixed before any result")
+MSL_SPLIT_RULE = ("MSL's 27 channels sorted by channel id (as strings: C-1, C-2, D-14, ..., T-9, the loader's order) "
+                  "alternate: even positions (0th, 2nd, ...) tuning, odd positions (1st, 3rd, ...) evaluation; "
+                  "fixed before any result")
+
+
+def skab_halves(names: list[str]) -> tuple[list[str], list[str]]:
+    """SKAB_SPLIT_RULE: (tuning, evaluation) file names ("folder/N.csv"). Folders keep the order in which
+    they first appear in `names` (the loader's: valve1, valve2, other); within a folder the files are
+    sorted numerically (shorter names first, then by name: the loader's order), then alternate."""
+    folders: dict[str, list[str]] = {}
+    for name in names:
+        folders.setdefault(name.split("/")[0], []).append(name)
+    tuning, evaluation = [], []
+    for group in folders.values():
+        for i, name in enumerate(sorted(group, key=lambda n: (len(n), n))):
+            (tuning if i % 2 == 0 else evaluation).append(name)
+    return tuning, evaluation
+
+
+def msl_halves(names: list[str]) -> tuple[list[str], list[str]]:
+    """MSL_SPLIT_RULE: (tuning, evaluation) names, sorted by channel id (the part before any "/": a bare
+    id "C-1" or a test series' name "C-1/test"); the names are returned as given."""
+    ordered = sorted(names, key=lambda n: (n.split("/")[0], n))
+    return ordered[0::2], ordered[1::2]
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """A benchmark's fixed tuning/evaluation split: the rule in words, the function applying it to the
+    test series' names, and which bench chose the preset's settings on the tuning part."""
+    rule: str
+    halves: Callable[[list[str]], tuple[list[str], list[str]]]
+    settings: str
+
+
+SPLITS = {
+    "skab": SplitRule(SKAB_SPLIT_RULE, skab_halves,
+                      "the skab preset; its threshold margin was chosen on the tuning part "
+                      "(bench/tsad_skab_protocol.py)"),
+    "msl": SplitRule(MSL_SPLIT_RULE, msl_halves,
+                     "the msl preset; its smoothing span (scoring.smooth) was chosen on the tuning part "
+                     "(bench/tsad_msl_protocol.py)"),
+}
+NO_SPLIT_RULE = "none: every test file is scored (no tuning part)"
+
+
 def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], WindowDetector], benchmark: str,
                    baselines: tuple[str, ...] = ("rolling_zscore", "pca", "isolation_forest"),
-                   progress: bool = False, out: Path | None = None, adapt: bool = False) -> EvalResult:
-    """Train on each pair's first series, score its second; metrics over all test rows together.
+                   progress: bool = False, out: Path | None = None, adapt: bool = False,
+                   split: SplitRule | None = None, no_split: str = NO_SPLIT_RULE) -> EvalResult:
+    """Train on each pair's first series, score its second. With a `split` (SKAB, MSL: run_benchmark
+    passes SPLITS[name]) `metrics` and `baselines` are over the evaluation part's test rows together,
+    `metrics_all` and `baselines_all` over every test file's, and `tuning` names the rule, the parts'
+    sizes and where the preset's settings were chosen; without one, both are over every file and
+    `tuning` is {"rule": no_split} (the same shape). `points_per_second` is over every file scored.
     When our detector smooths its scores, PCA and IsolationForest are also reported smoothed the
     same way (`<name>_smoothed`), so the comparison does not credit the smoothing to the model.
-    `out`: a folder that gets each test file's rows as scored (see `_write_scored`); `adapt`: our
-    detector keeps learning as it scores each test series (tsad.adapt)."""
+    `out`: a folder that gets each test file's rows as scored (see `_write_scored`), every file,
+    whichever part it is in; `adapt`: our detector keeps learning as it scores each test series (tsad.adapt)."""
     missing = next((test.name for _, test in pairs if test.labels is None), None)
     if missing is not None:
         raise UserError(f"{missing}: no labels to evaluate against")
@@ -223,12 +280,35 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
             fitted[b] = (s_tr, s_te)
             base_scores[b].append(np.nan_to_num(s_te, nan=0.0))
             base_pred[b].append(_threshold_by_train(s_tr, s_te))
-    y = np.concatenate(labels)
-    metrics = _point_metrics(y, np.concatenate(ours), np.concatenate(ours_pred))
+
+    def over(idx: list[int], scores: list[np.ndarray], pred: list[np.ndarray]) -> dict[str, float]:
+        return _point_metrics(np.concatenate([labels[i] for i in idx]), np.concatenate([scores[i] for i in idx]),
+                              np.concatenate([pred[i] for i in idx]))
+
+    every = list(range(len(pairs)))
+    metrics_all = over(every, ours, ours_pred)
+    base_all = {b: over(every, base_scores[b], base_pred[b]) for b in baselines}
+    if split is None:
+        metrics, base = dict(metrics_all), base_all
+        tuning: dict[str, Any] = {"rule": no_split}
+    else:
+        names = [test.name for _, test in pairs]
+        tune_names, eval_names = split.halves(names)
+        eval_set = set(eval_names)
+        eval_idx = [i for i, name in enumerate(names) if name in eval_set]
+        if eval_idx:
+            metrics = over(eval_idx, ours, ours_pred)
+            base = {b: over(eval_idx, base_scores[b], base_pred[b]) for b in baselines}
+        else:  # e.g. --limit 1: every file is in the tuning part, the evaluation part's figures are undefined
+            log.warning("%s: no file in the evaluation part (%d files); its metrics are null", benchmark, len(pairs))
+            metrics = {k: float("nan") for k in metrics_all}
+            base = {b: {k: float("nan") for k in m} for b, m in base_all.items()}
+        tuning = {"rule": split.rule, "files": len(tune_names), "evaluation_files": len(eval_names),
+                  "settings": split.settings}
     metrics["points_per_second"] = round(points / max(score_seconds, 1e-9))
-    base = {b: _point_metrics(y, np.concatenate(base_scores[b]), np.concatenate(base_pred[b])) for b in baselines}
     return EvalResult(benchmark, make().config.network.kind, metrics, base, time.perf_counter() - t0,
-                      {"series": len(pairs), "adapt": dataclasses.asdict(make().config.adapt) if adapt else False})
+                      {"series": len(pairs), "metrics_all": metrics_all, "baselines_all": base_all,
+                       "tuning": tuning, "adapt": dataclasses.asdict(make().config.adapt) if adapt else False})
 
 
 def check_labels(labels: np.ndarray, name: str, offset: int = 0) -> None:
@@ -322,7 +402,7 @@ def run_benchmark(name: str, config: DetectorConfig, seed: int = 0, device: str 
     if name == "nab":
         return evaluate_nab(root, make, out, limit, progress=progress, adapt=adapt)
     pairs = skab_pairs(root, limit=limit) if name == "skab" else msl_pairs(root, limit)
-    return evaluate_split(pairs, make, name, progress=progress, out=out, adapt=adapt)
+    return evaluate_split(pairs, make, name, progress=progress, out=out, adapt=adapt, split=SPLITS[name])
 
 
 def evaluate_labelled_file(series: Series, train_rows: int, config: DetectorConfig, seed: int = 0,
@@ -330,4 +410,4 @@ def evaluate_labelled_file(series: Series, train_rows: int, config: DetectorConf
     """A user's own labelled file: the first `train_rows` rows train, the rest is scored."""
     pair = labelled_file_pair(series, train_rows)
     return evaluate_split([pair], lambda: WindowDetector(config, seed=seed, device=device), series.name,
-                          baselines=("rolling_zscore",), adapt=adapt)
+                          baselines=("rolling_zscore",), adapt=adapt, no_split="none: a single user file")
