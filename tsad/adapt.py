@@ -3,13 +3,14 @@
 Real series drift (a sensor ages, traffic grows): a model fitted once on the first weeks reconstructs
 later normal data worse and worse, and its errors climb towards the threshold. With `--adapt`,
 `score` and `monitor` take a few gradient steps every `every` rows on windows drawn from the last
-`recent` rows, using only windows whose every row was judged normal (an anomaly is not learned as
-the new normal). Each round starts a fresh Adam (so the weights are the whole state), draws its
-windows with a generator seeded by (model seed, round), and happens after an exact row count, so
-the result does not depend on how the rows were batched: `score` over a whole file, `score --state`
-in chunks across runs and `monitor` in micro-batches across restarts give the same scores row for
-row. The adapted weights are checkpointed as safetensors beside the JSON state (never pickled);
-the threshold and calibration stay the training's, which is what makes the lowered errors count.
+`recent` rows, with the loss on the rows judged normal only (an anomaly is not learned as the new
+normal; a window holding one still teaches its other rows). Each round starts a fresh Adam (so the
+weights are the whole state), draws its windows with a generator seeded by (model seed, round), and
+happens after an exact row count, so the result does not depend on how the rows were batched:
+`score` over a whole file, `score --state` in chunks across runs and `monitor` in micro-batches
+across restarts give the same scores row for row. The adapted weights are checkpointed as
+safetensors beside the JSON state (never pickled); the threshold and calibration stay the
+training's, which is what makes the lowered errors count.
 
 Rounds are deterministic for a seed on one machine; like any floating-point training they are not
 bit-identical across devices (CPU vs CUDA).
@@ -91,14 +92,17 @@ class OnlineAdapter:
         w = det.window
         if len(self.recent) < w:
             return
-        # a window counts when every row in it was judged normal
-        bad = np.concatenate([[0], np.cumsum(~self.normal)])
-        starts = np.flatnonzero(bad[w:] - bad[:-w] == 0)
+        # the loss covers only rows judged normal, so a window with an alert in it still teaches its
+        # other rows (a stream that drifts past the threshold now and then keeps adapting)
+        good = np.concatenate([[0], np.cumsum(self.normal)])
+        starts = np.flatnonzero(good[w:] - good[:-w] > 0)
         if not len(starts):
             return
         scaled = det.scaler_.transform(self.recent).astype(np.float32)
+        normal = self.normal.astype(np.float32)
         net_cfg = det.config.network
         objective = ReconstructionObjective(
+            loss="masked_mse",
             corruption=Corruption(net_cfg.denoise, net_cfg.noise_level) if net_cfg.denoise else None,
             beta=BetaSchedule(beta=1e-3, warmup_epochs=1))
         device = det._placed_net()
@@ -113,7 +117,8 @@ class OnlineAdapter:
                 for _ in range(cfg.steps):
                     pick = starts[torch.randint(len(starts), (min(cfg.batch, len(starts)),), generator=gen).numpy()]
                     x = torch.from_numpy(np.stack([scaled[s:s + w].T for s in pick])).to(device)
-                    loss, _ = objective(net, x, epoch=1e9, training=True)
+                    mask = torch.from_numpy(np.stack([normal[s:s + w] for s in pick]))[:, None, :].expand_as(x)
+                    loss, _ = objective(net, (x, x, mask.to(device)), epoch=1e9, training=True)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
