@@ -80,7 +80,7 @@ def test_batching_does_not_change_a_row(detector: WindowDetector) -> None:
         _, scores, rejected = scorer.push(rows)
         assert not rejected
         parts.append(scores.score)
-    np.testing.assert_allclose(np.concatenate(parts), whole.score, rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(np.concatenate(parts), whole.score, rtol=1e-4, equal_nan=True)
 
 
 def test_a_config_without_the_adapt_section_still_loads() -> None:
@@ -133,7 +133,7 @@ def test_score_and_monitor_adapt_alike_across_runs_and_restarts(models: dict[str
         scored.append(pd.read_csv(tmp_path / f"s{i}.csv"))
     s = pd.concat(scored, ignore_index=True)
     assert s["is_anomaly"].tolist() == d["is_anomaly"].tolist()
-    np.testing.assert_allclose(s["score"], d["score"], rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(s["score"], d["score"], rtol=1e-4, equal_nan=True)
     saved = json.loads((tmp_path / "st" / "state.json").read_text())
     assert saved["series"]["default"]["adapt"]["rounds"] == 600 // 40
     assert load_file(str(tmp_path / "st" / "adapted.safetensors"))  # the weights, as safetensors
@@ -149,7 +149,8 @@ def test_score_and_monitor_adapt_alike_across_runs_and_restarts(models: dict[str
     m = [json.loads(x) for x in lines.read_text().splitlines()]
     assert [r["is_anomaly"] for r in m] == d["is_anomaly"].tolist()
     got = np.array([np.nan if r["score"] is None else r["score"] for r in m], dtype=float)
-    np.testing.assert_allclose(got, d["score"], rtol=1e-5, equal_nan=True)
+    # float32 convolutions of other batch shapes differ in the last bits, more on some CPUs
+    np.testing.assert_allclose(got, d["score"], rtol=1e-4, equal_nan=True)
     kept = sorted(p.name for p in tmp_path.glob("m.state.adapted-*.safetensors"))
     assert kept == [f"m.state.adapted-{600 // 40}.safetensors"]  # the older checkpoint's weights are gone
 

