@@ -59,7 +59,7 @@ _VARIANT_HELP = "; ".join(f"{v.name} ({v.help})" for v in VARIANTS.values())
 
 AdaptOpt = Annotated[bool, typer.Option(
     "--adapt", help="Keep learning as rows arrive: every N rows (the model's adapt settings, `train --adapt-every`), "
-    "a few gradient steps on recent windows judged normal, so drift stops raising the errors. Deterministic for "
+    "a few gradient steps on the recent rows judged normal, so drift stops raising the errors. Deterministic for "
     "the model's seed; the adapted weights are kept in --state (safetensors).")]
 
 
