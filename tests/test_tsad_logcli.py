@@ -186,6 +186,8 @@ def test_evaluate_bgl_reports_the_autoencoder_beside_pca_and_isolation_forest(da
         assert 0.0 <= metrics["pr_auc"] <= 1.0 and 0.0 <= metrics["f1"] <= 1.0
     assert doc["data"]["test_windows"] == 20 and doc["data"]["anomalous_test"] == 8
     assert doc["tuning"]["ae_chosen"] in doc["tuning"]["ae_grid"]
+    # a single test part: the corpus keys hold the same figures
+    assert doc["metrics_all"] == doc["metrics"] and doc["baselines_all"] == doc["baselines"]
     assert "isolation_forest" in result.output
 
 
