@@ -4,6 +4,7 @@ nobody listens at is one line, exit 1, and writes nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -82,6 +83,8 @@ def test_a_ray_job_killed_mid_way_leaves_the_previous_output(rec_model: Path, tm
     import sys
     import time
 
+    psutil = pytest.importorskip("psutil")  # importable once Ray is (Ray ships it among its own packages)
+
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": _pythonpath(root), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "recs"
@@ -98,8 +101,15 @@ def test_a_ray_job_killed_mid_way_leaves_the_previous_output(rec_model: Path, tm
         assert proc.poll() is None, "the job ended before it could be killed"
         time.sleep(0.05)
     assert list(tmp_path.glob(".recs.*.tmp/part-*.parquet")), "no shard appeared within 120 s"
+    # the Ray this driver started (raylet, GCS, workers) outlives a killed driver: end it too, or its
+    # workers linger after the suite and slow whatever the machine runs next
+    ray_processes = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    for child in ray_processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(ray_processes, timeout=10)
     pd.testing.assert_frame_equal(read_shards(out), before)  # the old output, whole
     subprocess.run(cmd("5"), env=env, check=True, capture_output=True)
     assert read_shards(out).groupby("user").size().eq(5).all()
