@@ -42,13 +42,11 @@ from core.jobs.atomic import atomic_write_text
 from tsad.baselines import PCABaseline
 from tsad.config import preset
 from tsad.detector import trailing_mean
-from tsad.evaluate import _json_safe, _point_metrics, msl_pairs
+from tsad.evaluate import MSL_SPLIT_RULE, _json_safe, _point_metrics, msl_halves, msl_pairs
 
 PRESET_SMOOTH = 20  # the msl preset's scoring.smooth
 GRID = (10, 20, 40, 80)
-SPLIT_RULE = ("MSL's 27 channels sorted by channel id (as strings: C-1, C-2, D-14, ..., T-9, the loader's order) "
-              "alternate: even positions (0th, 2nd, ...) tuning, odd positions (1st, 3rd, ...) evaluation; "
-              "fixed before any result")
+SPLIT_RULE = MSL_SPLIT_RULE
 COLS = ("pr_auc", "vus_pr", "roc_auc", "best_f1")
 COL_NAMES = ("PR-AUC", "VUS-PR", "ROC-AUC", "best F1 (oracle threshold)")
 
@@ -58,8 +56,6 @@ _PAIRS: dict[str, tuple] = {}
 def split(channels: list[str]) -> tuple[list[str], list[str]]:
     """SPLIT_RULE: (tuning, evaluation) channel ids. The rule lives in tsad.evaluate (msl_halves,
     MSL_SPLIT_RULE), which `ae tsad evaluate --benchmark msl` uses."""
-    from tsad.evaluate import msl_halves
-
     return msl_halves(channels)
 
 

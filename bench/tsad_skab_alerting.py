@@ -29,20 +29,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 from _common import data_dir, table
-from tsad_skab_protocol import FAR_CAP, fit_score, key, split
+from tsad_skab_protocol import FAR_CAP, Runs, split, summarise
 
 from core.jobs.atomic import atomic_write_text
-from tsad import metrics as M
 from tsad.config import preset
-from tsad.evaluate import _json_safe, _point_metrics, skab_pairs
+from tsad.evaluate import _json_safe, skab_pairs
 
 CURRENT: dict = {}  # the skab preset as tsad/config.py has it when this runs
 LONG = 500
@@ -62,16 +59,8 @@ def main() -> None:
     t0 = time.perf_counter()
     names = [test.name for _, test in skab_pairs(data_dir())]
     tune, evaluate = split(names)
-    runs: dict[tuple[str, int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def run(jobs: list[tuple[dict, int, str]], pool: ProcessPoolExecutor) -> None:
-        todo = [j for j in jobs if (key(j[0]), j[1], j[2]) not in runs]
-        for k, seed, name, y, score, pred in pool.map(fit_score, *zip(*todo)) if todo else ():
-            runs[(k, seed, name)] = (y, score, pred)
-
-    def metrics(setting: dict, seed: int, files: list[str]) -> dict[str, float]:
-        parts = [runs[(key(setting), seed, n)] for n in files]
-        return _point_metrics(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+    runs = Runs()
+    run, metrics = runs.run, runs.metrics
 
     grid: list[dict] = []
     chosen = None
@@ -112,33 +101,12 @@ def main() -> None:
                               "evaluation part not run"),
            "seeds": seeds, "results": {}}
     if chosen is not None:
-        y_eval = np.concatenate([runs[(key(chosen), seeds[0], n)][0] for n in evaluate])
-        every = np.ones_like(y_eval, dtype=bool)
-        prf, (far, _) = M.point_prf(y_eval, every), M.far_mar(y_eval, every)
         results = {
             "chosen alerting, evaluation part": [metrics(chosen, s, evaluate) for s in seeds],
             "skab preset now (tsad/config.py), evaluation part": [metrics(CURRENT, s, evaluate) for s in seeds],
-            "flag every test row, evaluation part": [{"f1": round(float(prf["f1"]), 4), "far": round(float(far), 4),
-                                                      "mar": 0.0, "vus_pr": None,
-                                                      "precision": round(float(prf["precision"]), 4),
-                                                      "recall": round(float(prf["recall"]), 4)}],
+            "flag every test row, evaluation part": [runs.flag_everything(chosen, seeds[0], evaluate)],
         }
-
-        def cell(vals: list, digits: int = 4) -> str:
-            vals = [v for v in vals if v is not None]
-            if not vals:
-                return "n/a"
-            med = statistics.median(vals)
-            return f"{med:.{digits}f}" + (f" ({min(vals):.{digits}f}–{max(vals):.{digits}f})" if len(vals) > 1 else "")
-
-        cols = ("f1", "far", "mar", "vus_pr", "precision", "recall")
-        rows = []
-        for label, per_seed in results.items():
-            vals = {k: [r[k] for r in per_seed if r.get(k) is not None] for k in per_seed[0]}
-            doc["results"][label] = {"median": {k: statistics.median(v) if v else None for k, v in vals.items()},
-                                     "range": {k: [min(v), max(v)] if v else None for k, v in vals.items()},
-                                     "per_seed": per_seed}
-            rows.append([label, *[cell([r.get(k) for r in per_seed]) for k in cols]])
+        doc["results"], rows = summarise(results)
         table(f"SKAB evaluation part ({len(evaluate)} files), chosen on the tuning part: {chosen}; "
               f"median over seeds {args.seeds} (min–max)",
               ["detector", "F1", "FAR", "MAR", "VUS-PR", "precision", "recall"], rows)

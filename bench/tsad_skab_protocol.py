@@ -43,7 +43,7 @@ from _common import data_dir, table
 from core.jobs.atomic import atomic_write_text
 from tsad import metrics as M
 from tsad.config import preset
-from tsad.evaluate import _json_safe, _point_metrics, skab_pairs
+from tsad.evaluate import SKAB_SPLIT_RULE, _json_safe, _point_metrics, skab_halves, skab_pairs
 
 # the first skab preset (untuned): window 64, causal_tail 16, threshold rule "max" with margin 1.2
 PRESET = {"window": 64, "scoring.causal_tail": 16, "threshold.margin": 1.2}
@@ -53,9 +53,7 @@ GRID = [{"window": w, "scoring.causal_tail": 16, "scoring.smooth": k, "threshold
         for w, k, m in itertools.product((32, 64), (1, 10, 30), (2.0, 3.0, 4.0))]
 EARLIER_GRID = [{"window": w, "scoring.causal_tail": 16, "threshold.margin": m}
                 for w, m in itertools.product((32, 64), (1.0, 1.2, 1.5))]
-SPLIT_RULE = ("SKAB's labelled files grouped by folder (valve1, valve2, other); within each folder the files "
-              "sorted by name (numerically: 0, 1, 2, ..., 10, ...) alternate: even positions (1st, 3rd, ...) "
-              "tuning, odd positions (2nd, 4th, ...) evaluation; fixed before any result")
+SPLIT_RULE = SKAB_SPLIT_RULE
 
 _PAIRS: dict[str, tuple] = {}
 
@@ -63,8 +61,6 @@ _PAIRS: dict[str, tuple] = {}
 def split(names: list[str]) -> tuple[list[str], list[str]]:
     """SPLIT_RULE: (tuning, evaluation) file names; `names` in the loader's (numeric) order. The rule
     lives in tsad.evaluate (skab_halves, SKAB_SPLIT_RULE), which `ae tsad evaluate --benchmark skab` uses."""
-    from tsad.evaluate import skab_halves
-
     return skab_halves(names)
 
 
@@ -86,6 +82,54 @@ def fit_score(setting: dict, seed: int, name: str) -> tuple[str, int, str, np.nd
 
 def key(setting: dict) -> str:
     return json.dumps(setting, sort_keys=True)
+
+
+class Runs:
+    """Every (setting, seed, file) fitted and scored once, in a process pool; metrics of any part
+    are computed from the kept labels, scores and alerts (both SKAB benches use it)."""
+
+    def __init__(self) -> None:
+        self.done: dict[tuple[str, int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def run(self, jobs: list[tuple[dict, int, str]], pool: ProcessPoolExecutor) -> None:
+        todo = [j for j in jobs if (key(j[0]), j[1], j[2]) not in self.done]
+        for k, seed, name, y, score, pred in pool.map(fit_score, *zip(*todo)) if todo else ():
+            self.done[(k, seed, name)] = (y, score, pred)
+
+    def metrics(self, setting: dict, seed: int, files: list[str]) -> dict[str, float]:
+        parts = [self.done[(key(setting), seed, n)] for n in files]
+        return _point_metrics(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+
+    def flag_everything(self, setting: dict, seed: int, files: list[str]) -> dict[str, float | None]:
+        """The trivial detector's figures on `files` (the labels come from any run over them)."""
+        y = np.concatenate([self.done[(key(setting), seed, n)][0] for n in files])
+        every = np.ones_like(y, dtype=bool)
+        prf, (far, _) = M.point_prf(y, every), M.far_mar(y, every)
+        return {"f1": round(float(prf["f1"]), 4), "far": round(float(far), 4), "mar": 0.0, "vus_pr": None,
+                "precision": round(float(prf["precision"]), 4), "recall": round(float(prf["recall"]), 4)}
+
+
+COLUMNS = ("f1", "far", "mar", "vus_pr", "precision", "recall")
+
+
+def cell(vals: list, digits: int = 4) -> str:
+    """Median (min–max) of the values given; n/a when there are none."""
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "n/a"
+    med = statistics.median(vals)
+    return f"{med:.{digits}f}" + (f" ({min(vals):.{digits}f}–{max(vals):.{digits}f})" if len(vals) > 1 else "")
+
+
+def summarise(results: dict[str, list[dict]]) -> tuple[dict[str, dict], list[list]]:
+    """Per detector: median, range and per-seed figures for the JSON, and a table row each."""
+    doc, rows = {}, []
+    for label, per_seed in results.items():
+        vals = {k: [r[k] for r in per_seed if r.get(k) is not None] for k in per_seed[0]}
+        doc[label] = {"median": {k: statistics.median(v) if v else None for k, v in vals.items()},
+                      "range": {k: [min(v), max(v)] if v else None for k, v in vals.items()}, "per_seed": per_seed}
+        rows.append([label, *[cell([r.get(k) for r in per_seed]) for k in COLUMNS]])
+    return doc, rows
 
 
 def earlier_round(path: Path) -> dict | None:
@@ -113,16 +157,8 @@ def main() -> None:
     t0 = time.perf_counter()
     names = [test.name for _, test in skab_pairs(data_dir())]
     tune, evaluate = split(names)
-    runs: dict[tuple[str, int, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def run(jobs: list[tuple[dict, int, str]], pool: ProcessPoolExecutor) -> None:
-        todo = [j for j in jobs if (key(j[0]), j[1], j[2]) not in runs]
-        for k, seed, name, y, score, pred in pool.map(fit_score, *zip(*todo)) if todo else ():
-            runs[(k, seed, name)] = (y, score, pred)
-
-    def metrics(setting: dict, seed: int, files: list[str]) -> dict[str, float]:
-        parts = [runs[(key(setting), seed, n)] for n in files]
-        return _point_metrics(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+    runs = Runs()
+    run, metrics = runs.run, runs.metrics
 
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         run([(s, seeds[0], n) for s in GRID for n in tune], pool)  # the grid: tuning part only, first seed
@@ -142,17 +178,11 @@ def main() -> None:
         run([(s, seed, n) for s in (chosen, CURRENT, PRESET) for seed in seeds for n in evaluate]
             + [(chosen, seed, n) for seed in seeds for n in tune], pool)
 
-    y_eval = np.concatenate([runs[(key(chosen), seeds[0], n)][0] for n in evaluate])
-    every = np.ones_like(y_eval, dtype=bool)
-    prf, (far, _) = M.point_prf(y_eval, every), M.far_mar(y_eval, every)
     results = {
         "chosen setting, evaluation part": [metrics(chosen, s, evaluate) for s in seeds],
         "skab preset now (tsad/config.py), evaluation part": [metrics(CURRENT, s, evaluate) for s in seeds],
         "untuned first skab preset (margin 1.2), evaluation part": [metrics(PRESET, s, evaluate) for s in seeds],
-        "flag every test row, evaluation part": [{"f1": round(float(prf["f1"]), 4), "far": round(float(far), 4),
-                                                  "mar": 0.0, "vus_pr": None,
-                                                  "precision": round(float(prf["precision"]), 4),
-                                                  "recall": round(float(prf["recall"]), 4)}],
+        "flag every test row, evaluation part": [runs.flag_everything(chosen, seeds[0], evaluate)],
         "chosen setting, whole corpus (includes the tuning part: partly optimistic)":
             [metrics(chosen, s, names) for s in seeds],
     }
@@ -167,23 +197,7 @@ def main() -> None:
            "untuned_preset": PRESET, "seeds": seeds, "earlier_round": earlier_round(Path(args.json)),
            "results": {}}
     doc["chosen_changes_preset_now"] = any(v != doc["preset_now"][k] for k, v in chosen.items())
-    rows = []
-
-    def cell(vals: list, digits: int = 4) -> str:
-        vals = [v for v in vals if v is not None]
-        if not vals:
-            return "n/a"
-        med = statistics.median(vals)
-        return f"{med:.{digits}f}" + (f" ({min(vals):.{digits}f}–{max(vals):.{digits}f})" if len(vals) > 1 else "")
-
-    cols = ("f1", "far", "mar", "vus_pr", "precision", "recall")
-    for label, per_seed in results.items():
-        med = {k: (statistics.median(v) if (v := [r[k] for r in per_seed if r.get(k) is not None]) else None)
-               for k in per_seed[0]}
-        rng = {k: ([min(v), max(v)] if (v := [r[k] for r in per_seed if r.get(k) is not None]) else None)
-               for k in per_seed[0]}
-        doc["results"][label] = {"median": med, "range": rng, "per_seed": per_seed}
-        rows.append([label, *[cell([r.get(k) for r in per_seed]) for k in cols]])
+    doc["results"], rows = summarise(results)
     table(f"SKAB, setting chosen on the tuning part ({len(tune)} files, seed {seeds[0]}): {chosen}; "
           f"evaluation part {len(evaluate)} files; median over seeds {args.seeds} (min–max)",
           ["detector", "F1", "FAR", "MAR", "VUS-PR", "precision", "recall"], rows)
