@@ -197,3 +197,15 @@ def test_nothing_the_monitor_keeps_grows_with_the_records(model: Path, tmp_path:
     state = json.loads((tmp_path / "s.state").read_text())
     assert len(state["buffer"]) <= m.detector.context_rows and len(state["rejected_lines"]) <= mon.FIRST_REJECTED
     assert all(len(v) <= m.detector.context_rows + 1000 for v in state["alerting"].values())
+
+
+@pytest.mark.skipif(not Path(os.devnull).exists(), reason="needs a null device")
+def test_alerts_to_the_null_device_resume_without_cutting_it(model: Path, tmp_path: Path) -> None:
+    """A resumed monitor cuts its alerts file back to the checkpoint; the null device (or a FIFO) is
+    not a file to cut, so it is written to as it is."""
+    state = tmp_path / "s.state"
+    first = _monitor(model, "timestamp,v0\n" + _rows(0, 120), state, Path(os.devnull))
+    assert first.exit_code == 0, first.output
+    resumed = _monitor(model, "timestamp,v0\n" + _rows(0, 240, spike=(200, 206)), state, Path(os.devnull))
+    assert resumed.exit_code == 0, resumed.output
+    assert "240 records" in resumed.output

@@ -48,6 +48,9 @@ class OnlineAdapter:
         self.normal = np.empty(0, dtype=bool)
         self.weights: dict[str, torch.Tensor] | None = None
         self._base: dict[str, torch.Tensor] | None = None  # the trained weights, to put back
+        # torch imports its compiler stack the first time an optimizer is built (about 1.5 s on a CPU):
+        # pay it here, at start-up, rather than in the middle of a stream at the first round
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
     # ----------------------------------------------------------------------------- scoring
     def rows_to_round(self) -> int:

@@ -128,10 +128,11 @@ class JsonLinesOutput:
             self.fh: IO[str] = sys.stdout
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_bytes is not None and self.path.exists():
+        regular = self.path.is_file()  # /dev/null or a FIFO is written to, never cut back or emptied
+        if resume_bytes is not None and regular:
             with open(self.path, "r+b") as fh:
                 fh.truncate(resume_bytes)
-        elif resume_bytes is None and self.path.exists():
+        elif resume_bytes is None and regular:
             self.path.write_bytes(b"")
         self.fh = open(self.path, "a", encoding="utf-8")
 
@@ -146,7 +147,7 @@ class JsonLinesOutput:
 
     def size(self) -> int | None:
         self.fh.flush()
-        return None if self.path is None else self.path.stat().st_size
+        return self.path.stat().st_size if self.path is not None and self.path.is_file() else None
 
     def close(self) -> None:
         self.fh.flush()
@@ -351,10 +352,13 @@ class Monitor:
         st.scores_bytes = self.scores.size() if self.scores else None
         if self.adapter is not None:
             st.adapt = self.adapter.state()
-            if self.adapter.weights is not None:  # the weights first: the state names a complete file
-                st.adapted_weights = f"{self.state_path.name}.adapted-{self.adapter.rounds}.safetensors"
-                with atomic_path(self.state_path.with_name(st.adapted_weights)) as tmp:
+            name = f"{self.state_path.name}.adapted-{self.adapter.rounds}.safetensors"
+            # the weights first, so the state names a complete file; a round's weights never change, so a
+            # checkpoint within the same round (or right after a resume) has nothing new to write
+            if self.adapter.weights is not None and name != st.adapted_weights:
+                with atomic_path(self.state_path.with_name(name)) as tmp:
                     save_file({k: v.contiguous() for k, v in self.adapter.weights.items()}, str(tmp))
+                st.adapted_weights = name
         st.save(self.state_path)
         for stale in self.state_path.parent.glob(f"{self.state_path.name}.adapted-*.safetensors"):
             if stale.name != st.adapted_weights:
