@@ -32,7 +32,7 @@ from core.train import History, Monitor, TrainConfig, Trainer
 from recae.catalog import Catalog
 from recae.interactions import IdMap, Interactions, to_csr
 from recae.metrics import evaluate_topn, topk_indices
-from recae.models import REGISTRY, RecModel, SparseRows, get_model
+from recae.models import REGISTRY, ObservedEntries, RecModel, SparseRows, get_model
 from recae.selection import SETTINGS, SelectionPlan, SelectionResult, fit_bias, select_settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,12 @@ NEW_USER_PRIOR = 3.0
 class AutoencoderRecommender(Estimator):
     """`model` names a registry entry of recae.models; `epochs`, `batch_size`, `lr`, `weight_decay`,
     `l2` and `hidden` left as None take the entry's recipe and width (l2: DEFAULT_L2).
+
+    `residual` (models whose entry allows it: autorec): the network learns what the user+item bias
+    baseline misses (ratings minus the baseline in and out, trained on the observed entries only)
+    and predicts baseline + its output, so an item or user with few ratings falls back to its bias
+    instead of being reconstructed from almost nothing; `activation` picks the hidden layer's
+    (the entry's `activations`). None: off and the entry's own, unless the search chooses them.
 
     `tune` (True, or a recae.selection.SelectionPlan): for an explicit model, `fit` first chooses
     the settings left as None among the entry's `grid` on a validation split of the ratings it is
@@ -72,9 +78,11 @@ class AutoencoderRecommender(Estimator):
     def __init__(self, model: str = "autorec", epochs: int | None = None, batch_size: int | None = None,
                  lr: float | None = None, weight_decay: float | None = None, l2: float | None = None,
                  hidden: int | None = None, positive_threshold: float = 4.0, device: str = "auto", seed: int = 0,
-                 progress: bool = False, tune: bool | SelectionPlan = False, workers: int = 1) -> None:
+                 progress: bool = False, tune: bool | SelectionPlan = False, workers: int = 1,
+                 residual: bool | None = None, activation: str | None = None) -> None:
         self.model, self.epochs, self.batch_size, self.lr = model, epochs, batch_size, lr
         self.weight_decay, self.l2, self.hidden, self.positive_threshold = weight_decay, l2, hidden, positive_threshold
+        self.residual, self.activation = residual, activation
         self.device, self.seed, self.progress, self.tune = device, seed, progress, tune
         self.workers = workers
 
@@ -100,6 +108,7 @@ class AutoencoderRecommender(Estimator):
             raise UserError(f"hidden must be at least 1, got {self.hidden}")
         if validation is not None and not spec.implicit:
             raise UserError(f"validation users select epochs for the top-N models, not {self.model}")
+        self._check_shape_settings(spec, self.residual, self.activation)
         self.check_workers()
         self._train_config(spec, validation is not None).validate()  # bad settings fail before any search
         selection = None
@@ -112,6 +121,9 @@ class AutoencoderRecommender(Estimator):
         overrides = selection.chosen if selection is not None else {}
         cfg = self._train_config(spec, validation is not None, overrides)
         cfg.validate()
+        residual = bool(overrides.get("residual", self.residual))
+        activation = overrides.get("activation", self.activation)
+        self._check_shape_settings(spec, residual, activation)
         frame = ratings
         if spec.implicit:
             frame = ratings[ratings["rating"] >= self.positive_threshold]
@@ -130,7 +142,7 @@ class AutoencoderRecommender(Estimator):
                        else (float(ratings["rating"].min()), float(ratings["rating"].max())))
         self.dataset_ = None
         self.titles_: list[str | None] | None = None
-        matrix = self.train_.T.tocsr() if spec.item_based else self.train_
+        bias = None if spec.implicit else fit_bias(ratings, self.user_map_, self.item_map_)
         monitor = self._validation_monitor(*validation) if validation is not None else None
         hidden = overrides.get("hidden", self.hidden)
         hidden = spec.hidden if hidden is None else hidden
@@ -138,18 +150,51 @@ class AutoencoderRecommender(Estimator):
         l2 = DEFAULT_L2 if l2 is None else l2
         self.settings_: dict[str, Any] = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
                                           "weight_decay": cfg.weight_decay, "l2": l2, "hidden": hidden}
+        if spec.residual:
+            self.settings_.update(residual=residual, activation=activation or spec.activations[0])
         if cfg.workers > 1:
             self.settings_["workers"] = cfg.workers
+        self.selection_: SelectionResult | None = selection
+        self._set_blend(selection.blend_weight if selection is not None else 1.0, bias)
+        matrix = self._network_rows()
         torch.manual_seed(self.seed)
-        self.module_ = spec.build(matrix.shape[1], hidden)
+        self.module_ = spec.build(matrix.shape[1], hidden, **({"activation": activation} if activation else {}))
         make_trainer = spec.trainer or Trainer  # a model with its own loop (RecVAE) brings it in its entry
         trainer = make_trainer(cfg, spec.objective(l2, cfg.epochs))
-        self.history_: History = trainer.fit(self.module_, SparseRows(matrix, spec.inputs), monitor)
+        data = ObservedEntries(matrix) if residual else SparseRows(matrix, spec.inputs)
+        self.history_: History = trainer.fit(self.module_, data, monitor)
         self.module_.eval()
         self._full = None
-        self.selection_: SelectionResult | None = selection
-        self._set_blend(selection.blend_weight if selection is not None else 1.0, ratings)
         return self
+
+    def _check_shape_settings(self, spec: RecModel, residual: bool | None, activation: str | None) -> None:
+        if residual and not spec.residual:
+            allowed = ", ".join(name for name, entry in REGISTRY.items() if entry.residual)
+            raise UserError(f"{self.model} cannot learn the bias baseline's residuals (residual: {allowed})")
+        if activation is not None and activation not in spec.activations:
+            allowed = ", ".join(spec.activations) or f"none: {self.model}'s activations are fixed"
+            raise UserError(f"activation {activation!r} is not one of {self.model}'s ({allowed})")
+
+    @property
+    def residual_(self) -> bool:
+        """Whether the network learned the bias baseline's residuals (what the fit used)."""
+        return bool((getattr(self, "settings_", None) or {}).get("residual", False))
+
+    def _network_rows(self) -> sp.csr_matrix:
+        """The training matrix as the network sees it: item rows for item-based models, and for a
+        residual model each rating minus the bias baseline (the structure kept, so that a residual
+        of exactly 0 stays an observed entry)."""
+        rows = self.train_.T.tocsr() if self.spec.item_based else self.train_
+        if self.residual_:
+            row_of = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+            u, i = (rows.indices, row_of) if self.spec.item_based else (row_of, rows.indices)
+            rows = rows.astype(np.float32, copy=True)
+            rows.data = (rows.data - self._bias_at(u, i)).astype(np.float32)
+        return rows
+
+    def _bias_at(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The bias baseline's prediction (unclipped) at user and item indices."""
+        return (self.bias_["mu"] + np.asarray(self.bias_["user"])[users] + np.asarray(self.bias_["item"])[items])
 
     def check_workers(self) -> None:
         """Refuse `workers` > 1 for a model that cannot train data-parallel, or without Ray, in one
@@ -170,14 +215,14 @@ class AutoencoderRecommender(Estimator):
         """An untuned copy with `settings` in place, for one fit of the search (no progress bars)."""
         return type(self)(**{**self.get_params(), **settings}, device=self.device, progress=False)
 
-    def _set_blend(self, weight: float, ratings: pd.DataFrame | None) -> None:
-        """Keep the user+item bias baseline of `ratings` (explicit models): known users' predictions
-        become bias + α·(model − bias) when the search chose α < 1, and a new user's fold-in leans on
-        it while they have given few ratings (see `_blend`)."""
+    def _set_blend(self, weight: float, bias: Any) -> None:
+        """Keep the user+item bias baseline fitted on the training ratings (explicit models): known
+        users' predictions become bias + α·(model − bias) when the search chose α < 1, a new user's
+        fold-in leans on it while they have given few ratings (see `_blend`), and a residual model
+        adds its output to it."""
         self.blend_weight_ = float(weight)
         self.bias_ = None
-        if not self.spec.implicit and ratings is not None:
-            bias = fit_bias(ratings, self.user_map_, self.item_map_)
+        if bias is not None:
             self.bias_ = {"mu": bias.mu_, "reg_user": bias.reg_user, "user": bias.bu_, "item": bias.bi_}
 
     def _train_config(self, spec: RecModel, validation: bool, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -228,11 +273,14 @@ class AutoencoderRecommender(Estimator):
                 user_based = ", ".join(name for name, spec in REGISTRY.items() if not spec.item_based)
                 raise UserError(f"{self.model} scoring needs the full users×items matrix; this catalogue is too "
                                 f"large (use a user-based model: {user_based})")
-            items = self.train_.T.tocsr()
+            items = self._network_rows()
             out = np.empty((items.shape[0], items.shape[1]), dtype=np.float32)
             for s in range(0, items.shape[0], 1024):
                 out[s:s + 1024] = self._forward_rows(items[s:s + 1024])
             self._full = out.T.copy()
+            if self.residual_:  # the network's residuals on top of the baseline it learned them from
+                self._full += (self.bias_["mu"] + np.asarray(self.bias_["user"])[:, None]
+                               + np.asarray(self.bias_["item"])[None, :]).astype(np.float32)
         return self._full
 
     def score_rows(self, user_idx: np.ndarray | None = None, rows: sp.csr_matrix | None = None) -> np.ndarray:
@@ -526,5 +574,7 @@ class AutoencoderRecommender(Estimator):
             raise UserError(f"the blend weight {self.blend_weight_} is not in [0, 1]")
         if self.bias_ is not None and (len(self.bias_["user"]), len(self.bias_["item"])) != (n_users, n_items):
             raise UserError("the bias baseline does not fit the training matrix")
+        if self.residual_ and self.bias_ is None:
+            raise UserError("a residual model needs the bias baseline it learned the residuals of; it is missing")
         # one forward pass (a user's row, or an item's for item-based models): what passed the checks must run
         self._forward_rows((self.train_.T.tocsr() if self.spec.item_based else self.train_)[:1])

@@ -45,7 +45,7 @@ from recae.models import RecModel
 log = logging.getLogger(__name__)
 
 # the recommender's parameters a grid may set (the data-dependent training settings)
-SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "l2", "hidden")
+SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "l2", "hidden", "residual", "activation")
 MAX_FITS = 6
 
 

@@ -68,7 +68,7 @@ def test_every_registered_model_fits_and_round_trips(model: str, tmp_path: Path)
 
 def test_get_params_are_the_init_arguments_and_set_params_checks_names(tmp_path: Path) -> None:
     given = dict(model="multdae", epochs=2, batch_size=16, lr=0.01, weight_decay=0.0, l2=0.0, hidden=8,
-                 positive_threshold=3.5, seed=7)
+                 positive_threshold=3.5, seed=7, residual=None, activation=None)
     rec = AutoencoderRecommender(**given, device="cpu", progress=False)
     assert rec.get_params() == given  # device and progress are where it runs, not the model
     assert "hidden=8" in repr(rec)
@@ -179,7 +179,9 @@ def test_a_model_dir_in_the_pre_registry_layout_loads(tmp_path: Path) -> None:
                "train_val": torch.from_numpy(val.astype(np.float32))}
     save_artifact(tmp_path / "old", module, kind=KIND, extras=extras, tensors=tensors)
     rec = AutoencoderRecommender.load(tmp_path / "old", device="cpu")
-    assert rec.get_params() == extras["params"] and rec.dataset_ == "ml-100k" and rec.scale_ == (1.0, 5.0)
+    # parameters added since take their defaults
+    assert rec.get_params() == {**extras["params"], "residual": None, "activation": None}
+    assert rec.dataset_ == "ml-100k" and rec.scale_ == (1.0, 5.0) and not rec.residual_
     assert rec.train_.toarray().tolist() == [[5, 0, 3, 0], [0, 4, 0, 0], [0, 0, 0, 1]]
     assert rec.history_.train_loss == [2.0, 1.0, 0.5]
     recs = rec.recommend(10, 5)

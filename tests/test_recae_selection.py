@@ -16,7 +16,7 @@ from cli import app
 from recae.interactions import random_split
 from recae.models import REGISTRY, get_model
 from recae.recommender import AutoencoderRecommender
-from recae.selection import MAX_FITS, SETTINGS, SelectionPlan, blend_weight
+from recae.selection import MAX_FITS, SETTINGS, SelectionPlan, blend_weight, fit_bias
 
 runner = CliRunner()
 
@@ -150,7 +150,7 @@ def test_pinned_epochs_skip_the_search_and_no_tune_too(tmp_path: Path) -> None:
 def test_blended_model_round_trips_and_folds_in(tmp_path: Path) -> None:
     rec = AutoencoderRecommender(model="autorec", epochs=3, device="cpu", tune=SelectionPlan(max_fits=1))
     rec.fit(_noise())
-    rec._set_blend(0.5, _noise())  # force a blend to exercise it whatever the search found
+    rec._set_blend(0.5, fit_bias(_noise(), rec.user_map_, rec.item_map_))  # force a blend whatever the search found
     rec.save(tmp_path / "m")
     again = AutoencoderRecommender.load(tmp_path / "m", device="cpu")
     np.testing.assert_allclose(rec.predict([1, 2], [3, 4]), again.predict([1, 2], [3, 4]), rtol=1e-6)
