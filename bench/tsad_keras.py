@@ -6,6 +6,7 @@ Usage: python bench/tsad_keras.py"""
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 from _common import data_dir, table
@@ -21,10 +22,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="a detector setting on top of the defaults, e.g. --set network.center=false")
     args = ap.parse_args()
+    extra = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     train = load_nab(data_dir(), "artificialNoAnomaly/art_daily_small_noise.csv")
     test = load_nab(data_dir(), "artificialWithAnomaly/art_daily_jumpsup.csv")
-    config = DetectorConfig(window=288).updated({"training.epochs": args.epochs})
+    config = DetectorConfig(window=288).updated({"training.epochs": args.epochs, **extra})
     det = WindowDetector(config, device=args.device).fit(train)
     result = det.score(test)
     base = RollingZScore(window=288)

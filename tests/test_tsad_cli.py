@@ -50,7 +50,8 @@ def test_detect_writes_scores_and_plot(model: Path, tmp_path: Path) -> None:
                                  str(tmp_path / "s.csv"), "--plot", str(tmp_path / "s.png"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     scores = pd.read_csv(tmp_path / "s.csv")
-    assert list(scores.columns) == ["timestamp", "v0", "score", "score_prob", "is_anomaly"]
+    # the default alerting (spot) writes the score it compares with its level as alert_score
+    assert list(scores.columns) == ["timestamp", "v0", "score", "score_prob", "alert_score", "is_anomaly"]
     assert scores["is_anomaly"][200:220].any()
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
 

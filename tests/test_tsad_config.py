@@ -111,7 +111,9 @@ def _rewrite_extras(path: Path, change) -> None:  # noqa: ANN001 - a function of
 
 def test_a_version_1_model_directory_loads_with_the_same_scores(tmp_path: Path) -> None:
     x = _wave()
-    config = _config(**{"scoring.smooth": 3, "threshold.rule": "percentile", "threshold.q": 97.0})
+    # what version 1 could express: plain windows and the fixed threshold
+    config = _config(**{"scoring.smooth": 3, "threshold.rule": "percentile", "threshold.q": 97.0,
+                        "network.center": False, "alerting.mode": "threshold", "alerting.risk": 1e-4})
     det = WindowDetector(config, seed=4, device="cpu").fit(x)
     det.save(tmp_path / "m")
 
@@ -131,6 +133,31 @@ def test_a_version_1_model_directory_loads_with_the_same_scores(tmp_path: Path) 
     old = WindowDetector.load(tmp_path / "m", device="cpu")
     assert old.config == config and old.seed == 4
     np.testing.assert_array_equal(old.score(x).score, det.score(x).score)
+
+
+@pytest.mark.parametrize("without_alerting", [False, True])
+def test_a_version_2_model_keeps_plain_windows_and_its_alerting(tmp_path: Path, without_alerting: bool) -> None:
+    """Version 2 predates centred windows and spot as the default: its absent fields mean what they
+    meant then (plain windows; the fixed threshold when it had no alerting section), so it scores
+    and alerts exactly as before."""
+    x = _wave()
+    config = _config(**{"network.center": False, "alerting.mode": "threshold", "alerting.risk": 1e-4})
+    det = WindowDetector(config, seed=1, device="cpu").fit(x)
+    det.save(tmp_path / "m")
+
+    def to_v2(extras: dict) -> None:
+        extras["config_version"] = 2
+        del extras["params"]["config"]["network"]["center"]
+        if without_alerting:
+            del extras["params"]["config"]["alerting"]
+
+    _rewrite_extras(tmp_path / "m", to_v2)
+    old = WindowDetector.load(tmp_path / "m", device="cpu")
+    assert old.config == config
+    np.testing.assert_array_equal(old.score(x).score, det.score(x).score)
+    np.testing.assert_array_equal(old.score(x).is_anomaly, det.score(x).is_anomaly)
+    old.save(tmp_path / "again")  # saved again, it is a version-3 model with the same settings
+    assert WindowDetector.load(tmp_path / "again", device="cpu").config == config
 
 
 def test_a_newer_config_version_is_refused_naming_the_version(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ class OnlineAdapter:
         device = det._placed_net()
         net = det._net
         cuda = [device.index or 0] if device.type == "cuda" else []
-        with self._swapped(), torch.random.fork_rng(devices=cuda):
+        with self._swapped(), torch.random.fork_rng(devices=cuda), _one_thread():
             torch.manual_seed(det.seed * 1_000_003 + self.rounds)
             gen = torch.Generator().manual_seed(det.seed * 1_000_003 + self.rounds)
             optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -152,6 +152,23 @@ class OnlineAdapter:
             if set(weights) != set(expected) or any(weights[k].shape != expected[k].shape for k in expected):
                 raise UserError(f"{where} has adapted weights that do not fit the model; use a new state")
             self.weights = {k: v.to(expected[k].dtype) for k, v in weights.items()}
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """A round on one CPU thread, whatever the command runs on (the monitor one, `score` torch's
+    default): float sums in another order differ in the last bits, and Adam turns such noise in a
+    near-zero gradient (a centred network's output bias has one) into a step of the full learning
+    rate, so rounds on different thread counts drift apart. A round is 5 small steps: one thread is
+    enough."""
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            torch.set_num_threads(before)
 
 
 def concat_scores(parts: list[Scores]) -> Scores:

@@ -105,6 +105,11 @@ def train(
     noise_level: Annotated[float | None, typer.Option("--noise-level", help="With --denoise: the corruption's "
                                                       "strength (gaussian: std in scaled units; mask/dropout: the "
                                                       "fraction of values hidden). Default 0.1.")] = None,
+    center: Annotated[bool | None, typer.Option(
+        "--center/--no-center", help="Show the network each window minus its mean (per channel), added back to "
+        "its reconstruction: it judges the shape, not the level, so a slow drift of the level raises no alerts "
+        "(a level shift alerts while its step is inside a window, then becomes the new normal: use --no-center "
+        "when a level itself is the anomaly). Default on; the presets keep it off.")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum training epochs (early stopping on). "
                                                "Default 50.")] = None,
     threshold: Annotated[ThresholdChoice | None, typer.Option(
@@ -122,17 +127,17 @@ def train(
                                                  "any rule. Default 1.")] = None,
     alerting: Annotated[AlertingChoice | None, typer.Option(
         "--alerting", help="How scores become alerts, saved with the model and applied by detect, score, monitor "
-        "and evaluate alike: threshold (the fixed --threshold; the default), adaptive (the error's rolling "
-        "likelihood and onsets, follows drift; --level-check, --cutoff) or spot (streaming extreme-value tail "
-        "updated as data arrives; --spot-risk).")] = None,
+        "and evaluate alike: spot (streaming extreme-value tail of the errors, updated as data arrives; "
+        "--spot-risk; the default), threshold (the fixed --threshold) or adaptive (the error's rolling "
+        "likelihood and onsets, follows drift; --level-check, --cutoff).")] = None,
     level_check: Annotated[bool | None, typer.Option(
         "--level-check/--no-level-check", help="With --alerting adaptive: also alert on shifts of the values' "
         "level (rolling z-score).")] = None,
     cutoff: Annotated[float | None, typer.Option("--cutoff", help="With --alerting adaptive: alert when the "
                                                  "squashed likelihood reaches this, in (0, 1). Default 0.5.")] = None,
     spot_risk: Annotated[float | None, typer.Option("--spot-risk", help="With --alerting spot: the probability of a "
-                                                    "normal error above the alert level, in (0, 0.1). "
-                                                    "Default 1e-4.")] = None,
+                                                    "normal error above the alert level on a row, in (0, 0.1): about "
+                                                    "one false alert per 1/risk rows. Default 1e-5.")] = None,
     adapt_every: Annotated[int | None, typer.Option(
         "--adapt-every", help="For `score`/`monitor --adapt`: rows between adaptation rounds. Default 100.")] = None,
     adapt_steps: Annotated[int | None, typer.Option(
@@ -215,7 +220,7 @@ def train(
         raise UserError("--noise-level applies with --denoise")
     config = base.updated({
         "window": window, "stride": stride, "network.kind": _value(model), "network.denoise": _value(denoise),
-        "network.noise_level": noise_level, "training.epochs": epochs, "threshold.rule": rule,
+        "network.noise_level": noise_level, "network.center": center, "training.epochs": epochs, "threshold.rule": rule,
         "threshold.q": threshold_q, "threshold.contamination": contamination, "threshold.risk": risk,
         "threshold.margin": margin, "scoring.smooth": smooth, "alerting.mode": mode, "alerting.level": level_check,
         "alerting.cutoff": cutoff, "alerting.risk": spot_risk, "training.workers": workers,

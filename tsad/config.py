@@ -18,7 +18,9 @@ from core.errors import ArtifactError, UserError
 from core.train import TrainConfig
 from tsad.alerting import AlertingConfig
 
-CONFIG_VERSION = 2  # 1: the flat keyword list of WindowDetector before nested configs
+# 1: the flat keyword list of WindowDetector before nested configs; 2: nested, before centred windows
+# and spot alerting became the defaults (its absent fields mean what they meant then: _V2_MEANT)
+CONFIG_VERSION = 3
 THRESHOLD_RULES = ("max", "percentile", "contamination", "pot")
 MAX_ROWS = 100_000  # window and smoothing lengths: beyond this a "row of history" is surely a mistake
 # set by the estimator (or the CLI: workers) at fit time; how it trains, not what the model is
@@ -37,6 +39,12 @@ class NetworkConfig:
     hidden: tuple[int, ...] = (128, 32)  # dense: hidden widths, the last is the code
     denoise: str | None = None  # train as a denoising AE with this corruption
     noise_level: float = 0.1
+    # show the network each window minus its per-channel mean (added back to the reconstruction):
+    # it judges a window's shape, not its level, so a slow drift of the level raises no error (a
+    # level shift still does while its step is inside a window). The default since config version
+    # 3, chosen with spot alerting on drifting tuning streams (bench/tsad_drift_default.py); the
+    # benchmark presets keep it off (bench/tsad_center.py)
+    center: bool = True
 
 
 @dataclass
@@ -194,12 +202,25 @@ _FLAT_V1 = {
 }
 
 
+# what a field absent from a version-2 (or version-1) config meant when it was written
+_V2_MEANT: dict[str, dict[str, Any]] = {"network": {"center": False}, "alerting": {"mode": "threshold", "risk": 1e-4}}
+
+
+def from_saved_v2(d: dict[str, Any]) -> dict[str, Any]:
+    """A version-2 config dict with the fields it predates filled in as they behaved then, so that an
+    older model scores exactly as before whatever today's defaults are."""
+    out = dict(d)
+    for section, meant in _V2_MEANT.items():
+        out[section] = {**meant, **(out.get(section) or {})}
+    return out
+
+
 def from_flat_v1(params: dict[str, Any]) -> DetectorConfig:
     """A version-1 model's flat parameters as a config (its seed is returned separately by the caller)."""
     unknown = set(params) - set(_FLAT_V1) - {"seed"}
     if unknown:
         raise ArtifactError(f"model parameters of config version 1 have unknown fields {sorted(unknown)}")
-    cfg = DetectorConfig()
+    cfg = from_dict(from_saved_v2({}))
     changes = {_FLAT_V1[k]: v for k, v in params.items() if k in _FLAT_V1}
     for path in ("network.channels", "network.hidden", "scoring.score_channels"):
         if path in changes and changes[path] is not None:
@@ -217,10 +238,12 @@ def from_flat_v1(params: dict[str, Any]) -> DetectorConfig:
 # ------------------------------------------------------------------------------------------ presets
 def _preset(window: int, network: dict[str, Any], training: dict[str, Any], scoring: dict[str, Any],
             threshold: dict[str, Any] | None = None, alerting: dict[str, Any] | None = None) -> DetectorConfig:
-    return DetectorConfig(window=window, network=NetworkConfig(**network),
+    """A benchmark preset: its settings were chosen with plain windows and, unless it says otherwise,
+    the fixed threshold, so both are pinned rather than taken from today's defaults."""
+    return DetectorConfig(window=window, network=NetworkConfig(**{"center": False, **network}),
                           training=dataclasses.replace(default_training(), **training),
                           threshold=ThresholdConfig(**(threshold or {})), scoring=ScoringConfig(**scoring),
-                          alerting=AlertingConfig(**(alerting or {})))
+                          alerting=AlertingConfig(**{"mode": "threshold", **(alerting or {})}))
 
 
 PRESETS: dict[str, DetectorConfig] = {

@@ -37,8 +37,9 @@ from core.losses import BetaSchedule
 from core.objective import ReconstructionObjective
 from core.train import History, Trainer
 from core.typecheck import check_field_types
+from core.variational import VAEOutput
 from tsad.alerting import alerting_from_dict, fit_alerting
-from tsad.config import CONFIG_VERSION, DetectorConfig, from_dict, from_flat_v1
+from tsad.config import CONFIG_VERSION, DetectorConfig, from_dict, from_flat_v1, from_saved_v2
 from tsad.datasets import Series
 from tsad.thresholds import TailCalibrator, Threshold
 from tsad.variants import Variant, get_variant
@@ -79,9 +80,33 @@ class FlatWindows(nn.Module):
         return self.inner.reconstruct(x.flatten(1)).view(-1, *self.shape)
 
 
-def as_window_model(variant: Variant, module: nn.Module, channels: int, window: int) -> nn.Module:
+class CenteredWindows(nn.Module):
+    """network.center: the inner module sees each (batch, channels, window) window minus its
+    per-channel mean, which is added back to its reconstruction; training, scoring and --adapt all
+    go through this, so they agree."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    @staticmethod
+    def _shifted(out: Any, level: torch.Tensor) -> Any:
+        return out._replace(recon=out.recon + level) if isinstance(out, VAEOutput) else out + level
+
+    def forward(self, x: torch.Tensor) -> Any:
+        level = x.mean(dim=2, keepdim=True)
+        return self._shifted(self.inner(x - level), level)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        level = x.mean(dim=2, keepdim=True)
+        return self.inner.reconstruct(x - level) + level
+
+
+def as_window_model(variant: Variant, module: nn.Module, channels: int, window: int,
+                    center: bool = False) -> nn.Module:
     """The module the detector trains and scores with (the saved module is always the inner one)."""
-    return FlatWindows(module, (channels, window)) if variant.flat_input else module
+    net = FlatWindows(module, (channels, window)) if variant.flat_input else module
+    return CenteredWindows(net) if center else net
 
 
 class WindowDetector(Estimator):
@@ -126,7 +151,7 @@ class WindowDetector(Estimator):
         torch.manual_seed(self.seed)
         variant = get_variant(cfg.network.kind)
         self.module_ = variant.build(cfg.network, values.shape[1], self.window)
-        self._net = as_window_model(variant, self.module_, values.shape[1], self.window)
+        self._net = as_window_model(variant, self.module_, values.shape[1], self.window, cfg.network.center)
         self._placed = None
         net = cfg.network
         objective = ReconstructionObjective(
@@ -254,6 +279,8 @@ class WindowDetector(Estimator):
         if version == 1:  # the flat keywords of WindowDetector before nested configs
             seed = params.pop("seed", 0)
             return {"config": from_flat_v1(params), "seed": seed}
+        if version == 2:  # before centred windows and spot alerting were the defaults
+            return {**params, "config": from_saved_v2(params["config"])}
         if version != CONFIG_VERSION:
             raise ArtifactError(f"detector config version {version} is newer than this version reads "
                                 f"({CONFIG_VERSION}); upgrade ae-toolkit")
@@ -271,7 +298,7 @@ class WindowDetector(Estimator):
         self.train_stats_ = ex.get("train_stats", {})
         self.history_ = History.from_dict(ex["history"]) if "history" in ex else History()
         self._net = as_window_model(get_variant(self.config.network.kind), self.module_, len(self.channel_names_),
-                                    self.window)
+                                    self.window, self.config.network.center)
         self._placed = None
 
     def _self_check(self) -> None:

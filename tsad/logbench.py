@@ -264,7 +264,7 @@ def _ae_scores(x: np.ndarray, fit_rows: np.ndarray, names: list[str], changes: d
     window = int(changes.pop("window"))
     cfg = DetectorConfig().updated({"training.batch_size": 16, "training.val_fraction": 0.0,
                                     "training.patience": None, "network.dropout": 0.1,
-                                    "scoring.causal_tail": 1, **changes})
+                                    "scoring.causal_tail": 1, "network.center": False, **changes})
     cfg.training.patience = None
     if window == 1:
         return _row_ae_scores(x, fit_rows, cfg, seed, device)

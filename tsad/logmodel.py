@@ -77,7 +77,9 @@ TOP_EXPLAINED = 3  # contributors named per alerted row
 LOG_DETECTOR: dict[str, Any] = {
     "window": 4, "network.kind": "dense", "network.hidden": (64, 16), "network.dropout": 0.1,
     "training.epochs": 40, "training.batch_size": 16, "training.val_fraction": 0.0,
-    "training.patience": None, "scoring.causal_tail": 1}
+    "training.patience": None, "scoring.causal_tail": 1,
+    # counts are judged by their level (a burst is a level), with the fixed threshold it was measured with
+    "network.center": False, "alerting.mode": "threshold"}
 
 
 def log_detector_config() -> DetectorConfig:

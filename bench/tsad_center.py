@@ -1,0 +1,117 @@
+"""Centred windows (network.center) as an ablation on NAB and SKAB, chosen on the tuning parts only.
+
+Protocol, fixed before any result was seen: each benchmark's preset as it is (`ae tsad train
+--preset nab|skab`), with and without network.center (the network sees each window minus its
+per-channel mean and adds it back, so it judges shape and not level), seeds 0, 1, 2, one torch
+thread per process. NAB: `run_benchmark("nab")`, the tuning and evaluation halves of
+tsad.evaluate.nab_halves, thresholds from the tuning half; the setting with the better median
+tuning-half standard score wins. SKAB: every file fitted on its first 400 rows and scored, as
+`evaluate --benchmark skab` does; tsad.evaluate.skab_halves; the setting with the better median
+tuning-part F1 among those with tuning FAR <= 20 % wins (the better F1 when neither meets the cap).
+Reported: both settings on the tuning part, the evaluation part and the whole corpus (median of the
+seeds with the range), and which one the tuning part chose. A preset changes only if the tuning
+part chooses centring.
+
+Usage: AE_DATA_DIR=../shared/data python bench/tsad_center.py [--seeds 0 1 2] [--jobs 2]
+       [--benchmarks nab skab] [--json bench/tsad_center.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from _common import data_dir, table
+from tsad_skab_protocol import FAR_CAP, Runs
+
+from core.jobs.atomic import atomic_write_text
+from tsad.evaluate import skab_halves, skab_pairs
+
+SETTINGS: dict[str, dict] = {"preset": {}, "preset + centred windows": {"network.center": True}}
+
+
+def nab_one(name: str, seed: int) -> dict:
+    """NAB end to end for one setting and seed (a worker process, one torch thread)."""
+    import torch
+
+    from tsad.config import preset
+    from tsad.evaluate import run_benchmark
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    result = run_benchmark("nab", preset("nab").updated(SETTINGS[name]), seed=seed, device="cpu")
+    return {"setting": name, "seed": seed, "tuning": result.extra["tuning"]["scores"]["nab_standard"],
+            "evaluation": result.metrics["nab_standard"], "all": result.extra["metrics_all"]["nab_standard"],
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def cell(values: list[float], digits: int = 2) -> str:
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def run_nab(seeds: list[int], pool: ProcessPoolExecutor) -> dict:
+    tasks = [(name, seed) for name in SETTINGS for seed in seeds]
+    runs = list(pool.map(nab_one, *zip(*tasks)))
+    by = {name: [r for r in runs if r["setting"] == name] for name in SETTINGS}
+    chosen = max(SETTINGS, key=lambda n: (statistics.median(r["tuning"] for r in by[n]), n == "preset"))
+    rows = [[name + (" (chosen)" if name == chosen else ""), *(cell([r[part] for r in by[name]])
+                                                               for part in ("tuning", "evaluation", "all"))]
+            for name in SETTINGS]
+    table(f"NAB standard score, centred windows as an ablation (seeds {seeds}, median and range)",
+          ["setting", "tuning half (chooses)", "evaluation half", "whole corpus"], rows)
+    return {"chosen": chosen, "runs": runs}
+
+
+def run_skab(seeds: list[int], pool: ProcessPoolExecutor) -> dict:
+    names = [test.name for _, test in skab_pairs(data_dir())]
+    tune, evaluation = skab_halves(names)
+    runs = Runs()
+    runs.run([(SETTINGS[n], s, f) for n in SETTINGS for s in seeds for f in names], pool)
+    figures = {n: {part: [runs.metrics(SETTINGS[n], s, files) for s in seeds]
+                   for part, files in (("tuning", tune), ("evaluation", evaluation), ("all", names))}
+               for n in SETTINGS}
+
+    def rank(n: str) -> tuple:
+        f1 = statistics.median(m["f1"] for m in figures[n]["tuning"])
+        far = statistics.median(m["far"] for m in figures[n]["tuning"])
+        return (far <= FAR_CAP, f1, n == "preset")
+
+    chosen = max(SETTINGS, key=rank)
+    rows = []
+    for n in SETTINGS:
+        row = [n + (" (chosen)" if n == chosen else "")]
+        for part in ("tuning", "evaluation", "all"):
+            row += [cell([m["f1"] for m in figures[n][part]], 4), cell([m["far"] for m in figures[n][part]], 3)]
+        rows.append(row)
+    table(f"SKAB, centred windows as an ablation (seeds {seeds}, median and range)",
+          ["setting", "tuning F1 (chooses)", "tuning FAR", "evaluation F1", "evaluation FAR", "all F1", "all FAR"],
+          rows)
+    return {"chosen": chosen, "tuning_files": tune, "evaluation_files": evaluation, "figures": figures}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--benchmarks", nargs="+", default=["nab", "skab"])
+    ap.add_argument("--json", type=Path, default=Path(__file__).with_suffix(".json"))
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    doc: dict = {"protocol": __doc__.split("Usage:")[0].strip(), "settings": SETTINGS, "seeds": args.seeds}
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        if "skab" in args.benchmarks:
+            doc["skab"] = run_skab(args.seeds, pool)
+        if "nab" in args.benchmarks:
+            doc["nab"] = run_nab(args.seeds, pool)
+    doc["seconds"] = round(time.perf_counter() - t0, 1)
+    atomic_write_text(args.json, json.dumps(doc, indent=1, default=float) + "\n")
+    print(f"wrote {args.json} in {doc['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
