@@ -58,6 +58,8 @@ def cpu_load(procs: int, max_seconds: float = 300.0):  # noqa: ANN201 - a contex
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--only-compare", action="store_true",
+                    help="only the default against the former default (plain windows, fixed threshold)")
     ap.add_argument("--load-procs", type=int, default=os.cpu_count() or 2,
                     help="busy processes for the loaded rows (default: one per core)")
     args = ap.parse_args()
@@ -73,6 +75,8 @@ def main() -> None:
         frame.iloc[: len(frame) // 4].to_csv(tmp / "train.csv", index=False)
         ae("tsad", "train", "--data", str(tmp / "train.csv"), "--out", str(tmp / "m"), "--window", "288",
            "--epochs", str(args.epochs), "--device", "cpu", "--quiet")
+        ae("tsad", "train", "--data", str(tmp / "train.csv"), "--out", str(tmp / "former"), "--window", "288",
+           "--epochs", str(args.epochs), "--device", "cpu", "--quiet", "--no-center", "--alerting", "threshold")
         n = len(frame)
         t0 = time.perf_counter()
         ae("tsad", "detect", "--model", str(tmp / "m"), "--data", str(src), "--out", str(tmp / "d.csv"),
@@ -82,13 +86,26 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
         from tsad.monitor import Monitor
 
-        def monitor_row(label: str, batch: int, threads: int) -> list:
-            mon = Monitor(tmp / "m", str(src), alerts=str(tmp / "a.jsonl"), batch=batch, device="cpu",
+        def monitor_row(label: str, batch: int, threads: int, model: str = "m") -> list:
+            mon = Monitor(tmp / model, str(src), alerts=str(tmp / "a.jsonl"), batch=batch, device="cpu",
                           threads=threads)
             stats = mon.run()
             lat = np.array(stats.latencies_ms)
             return [label, threads, stats.records, stats.records / stats.seconds,
                     float(np.percentile(lat, 50)), float(np.percentile(lat, 99))]
+
+        # today's default (centred windows, spot alerting) beside the former default, interleaved runs
+        runs: dict[str, list[list]] = {"default (centred windows, spot)": [],
+                                       "former default (plain windows, fixed threshold)": []}
+        for _ in range(3):
+            for label, model in zip(runs, ("m", "former")):
+                runs[label].append(monitor_row(label, 32, 1, model))
+        table("monitor, micro-batch 32, one thread: the default beside the former default (3 interleaved runs "
+              "each, median and range)", ["model", "records/s", "latency p50 ms", "latency p99 ms"],
+              [[label, *(f"{np.median(v):,.2f} ({min(v):,.2f}–{max(v):,.2f})"
+                         for v in ([r[k] for r in rs] for k in (3, 4, 5)))] for label, rs in runs.items()])
+        if args.only_compare:
+            return
 
         rows = [["detect (batch, whole file)", default_threads, n, n / detect_s, "", ""]]
         for batch in (1, 16, 32, 64, 256):
