@@ -310,14 +310,16 @@ class Monitor:
                                                          self.adapter)
         done = time.perf_counter()
         names = self.detector.channel_names_
+        # each row's channels by their share of the score, largest first (one sort for the batch)
+        shares = result.contributions
+        ranked = np.argsort(-np.nan_to_num(shares, nan=0.0), axis=1)[:, : self.top_channels]
         for j, line_no in enumerate(accepted.line_no.tolist()):
             index = self.stats.records + j
             when = str(index) if accepted.timestamps is None else pd.Timestamp(accepted.timestamps[j]).isoformat()
             score = float(result.score[j]) if np.isfinite(result.score[j]) else None
             prob = float(result.score_prob[j]) if score is not None else None
-            flag, contrib = bool(result.is_anomaly[j]), result.contributions[j]
-            order = np.argsort(-np.nan_to_num(contrib, nan=0.0))[: self.top_channels]
-            top = [names[i] for i in order if np.isfinite(contrib[i]) and contrib[i] > 0]
+            flag, contrib = bool(result.is_anomaly[j]), shares[j]
+            top = [names[i] for i in ranked[j] if np.isfinite(contrib[i]) and contrib[i] > 0]
             if self.scores is not None:
                 line = {"event": "score", "timestamp": when, "line": line_no, "score": score, "score_prob": prob,
                         "is_anomaly": flag}
