@@ -32,11 +32,14 @@ def run(data_dir: Path, out: Path, device: str, seed: int, quick: bool, progress
     rows = [["flagged by the detector", str(ts[lo]), str(ts[hi]), hi - lo + 1] for lo, hi in flagged]
     rows += [["labelled anomaly window (NAB)", str(ts[lo]), str(ts[hi]), hi - lo + 1] for lo, hi in test.windows]
     section = Section("Anomaly detection (NAB: the Keras autoencoder example)")
-    section.text(f"Trained on {TRAIN} ({len(train)} rows, window 288, threshold = largest training error "
-                 f"{det.threshold_.threshold_:.4g}); scored {TEST} causally at {result.points_per_second:,.0f} "
-                 "points/s.")
+    level = det.alerting_.describe()  # spot: the alert level as training left it (it follows the stream)
+    section.text(f"Trained on {TRAIN} ({len(train)} rows, window 288) with the detector's defaults "
+                 f"({'centred' if config.network.center else 'plain'} windows, {config.alerting.mode} alerting, "
+                 f"alert level {level:.4g} after training; the Keras example's rule, the largest training error, "
+                 f"is {det.threshold_.threshold_:.4g}); scored {TEST} causally at "
+                 f"{result.points_per_second:,.0f} points/s.")
     section.table(pd.DataFrame(rows, columns=["range", "start", "end", "rows"]))
-    section.image(plot_scores(test, result, det.threshold_.threshold_, out / "tsad_scores.png"), "anomaly scores")
+    section.image(plot_scores(test, result, level, out / "tsad_scores.png"), "anomaly scores")
     return section
 
 
