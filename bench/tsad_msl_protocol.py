@@ -22,6 +22,8 @@ reported; it contains the tuning part, so it is partly optimistic.
 `smooth` only acts on scoring, after the network is trained (tsad.detector: fit does not read it), so
 one fit per channel and seed serves every span: the fitted detector's raw score is recomputed with each
 span. This gives the same scores as fitting with that span (checked on C-1, span 40: identical).
+Its recorded JSON was run with plain windows; the msl preset has centred them since
+(bench/tsad_center.py chose that on the same tuning channels), so a rerun now measures that preset.
 Usage: python bench/tsad_msl_protocol.py [--seeds 0,1,2] [--jobs 2] [--json bench/tsad_msl_protocol.json]
 """
 

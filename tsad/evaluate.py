@@ -225,7 +225,7 @@ SPLITS = {
                       "(bench/tsad_skab_protocol.py)"),
     "msl": SplitRule(MSL_SPLIT_RULE, msl_halves,
                      "the msl preset; its smoothing span (scoring.smooth) was chosen on the tuning part "
-                     "(bench/tsad_msl_protocol.py)"),
+                     "(bench/tsad_msl_protocol.py), then centred windows (bench/tsad_center.py)"),
 }
 NO_SPLIT_RULE = "none: every test file is scored (no tuning part)"
 
