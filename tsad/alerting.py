@@ -223,13 +223,15 @@ class SpotAlerting:
               state: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         peaks, n = list(state.get("peaks", self.peaks)), int(state.get("n", self.n))
         shape, scale = gpd_moments(peaks)  # refitted only when the peaks change; the level moves with n
-        alert_score = np.full(len(score), np.nan)
-        flags = np.zeros(len(score), dtype=bool)
-        for i, s in enumerate(np.asarray(score, dtype=float)):
-            if not np.isfinite(s):
+        # plain Python floats in the loop (a monitor runs it for every micro-batch; numpy scalars cost
+        # several times more per row here)
+        alert_score = [math.nan] * len(score)
+        flags = [False] * len(score)
+        for i, s in enumerate(np.asarray(score, dtype=float).tolist()):
+            if not math.isfinite(s):
                 continue
             z = spot_level(self.t, shape, scale, n, len(peaks), self.config.risk)
-            alert_score[i] = s / z if z > 0 else np.inf  # above 1: an alert
+            alert_score[i] = s / z if z > 0 else math.inf  # above 1: an alert
             if s > z:
                 flags[i] = True  # an alert is not learned from
                 continue
@@ -239,7 +241,7 @@ class SpotAlerting:
                 if len(peaks) > self.config.max_peaks:
                     del peaks[0]
                 shape, scale = gpd_moments(peaks)
-        return alert_score, flags, {"peaks": peaks, "n": n}
+        return np.asarray(alert_score, dtype=float), np.asarray(flags, dtype=bool), {"peaks": peaks, "n": n}
 
     def describe(self) -> float:
         return self.level(self.peaks, self.n)
