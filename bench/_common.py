@@ -32,3 +32,12 @@ def table(title: str, columns: list[str], rows: list[list]) -> str:
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+def median_range(vals: list, digits: int = 4) -> str:
+    """Median (min–max) of the values given, Nones dropped; the range only for several; n/a for none."""
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "n/a"
+    med = statistics.median(vals)
+    return f"{med:.{digits}f}" + (f" ({min(vals):.{digits}f}–{max(vals):.{digits}f})" if len(vals) > 1 else "")

@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from _common import data_dir, table
+from _common import data_dir, median_range, table
 from tsad_msl_protocol import _pairs as msl_channel_pairs
 from tsad_skab_protocol import FAR_CAP, Runs
 
@@ -55,16 +55,12 @@ def nab_one(name: str, seed: int) -> dict:
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def cell(values: list[float], digits: int = 2) -> str:
-    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
-
-
 def run_nab(seeds: list[int], pool: ProcessPoolExecutor) -> dict:
     tasks = [(name, seed) for name in SETTINGS for seed in seeds]
     runs = list(pool.map(nab_one, *zip(*tasks)))
     by = {name: [r for r in runs if r["setting"] == name] for name in SETTINGS}
     chosen = max(SETTINGS, key=lambda n: (statistics.median(r["tuning"] for r in by[n]), n == "preset"))
-    rows = [[name + (" (chosen)" if name == chosen else ""), *(cell([r[part] for r in by[name]])
+    rows = [[name + (" (chosen)" if name == chosen else ""), *(median_range([r[part] for r in by[name]], 2)
                                                                for part in ("tuning", "evaluation", "all"))]
             for name in SETTINGS]
     table(f"NAB standard score, centred windows as an ablation (seeds {seeds}, median and range)",
@@ -91,7 +87,8 @@ def run_skab(seeds: list[int], pool: ProcessPoolExecutor) -> dict:
     for n in SETTINGS:
         row = [n + (" (chosen)" if n == chosen else "")]
         for part in ("tuning", "evaluation", "all"):
-            row += [cell([m["f1"] for m in figures[n][part]], 4), cell([m["far"] for m in figures[n][part]], 3)]
+            row += [median_range([m["f1"] for m in figures[n][part]]),
+                    median_range([m["far"] for m in figures[n][part]], 3)]
         rows.append(row)
     table(f"SKAB, centred windows as an ablation (seeds {seeds}, median and range)",
           ["setting", "tuning F1 (chooses)", "tuning FAR", "evaluation F1", "evaluation FAR", "all F1", "all FAR"],
@@ -148,8 +145,8 @@ def run_msl(seeds: list[int], pool: ProcessPoolExecutor) -> dict:
         for part in parts:
             pr = [m["pr_auc"] for m in figures[n][part]]
             vus = [m["vus_pr"] for m in figures[n][part]]
-            row += [f"{cell(pr, 4)}; {statistics.median(pr) / base[part]['pr_auc']:.2f}x",
-                    f"{cell(vus, 4)}; {statistics.median(vus) / base[part]['vus_pr']:.2f}x"]
+            row += [f"{median_range(pr)}; {statistics.median(pr) / base[part]['pr_auc']:.2f}x",
+                    f"{median_range(vus)}; {statistics.median(vus) / base[part]['vus_pr']:.2f}x"]
         rows.append(row)
     rows.append([f"PCA smoothed {span} (deterministic)"] + [f"{base[p][k]:.4f}" for p in parts
                                                             for k in ("pr_auc", "vus_pr")])

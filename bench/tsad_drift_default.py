@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
 from _common import median, table
-from tsad_drift import run
+from tsad_drift import measure, spread
 
 from core.jobs.atomic import atomic_write_text
 
@@ -37,21 +36,6 @@ CANDIDATES: dict[str, dict] = {
     for alerting, settings in (("threshold (max)", {"alerting.mode": "threshold"}),
                                ("spot 1e-4", {"alerting.mode": "spot", "alerting.risk": 1e-4}),
                                ("spot 1e-5", {"alerting.mode": "spot", "alerting.risk": 1e-5}))}
-
-
-def measure(settings: dict, seeds: tuple[int, ...]) -> dict:
-    caught, other, flagged = [], [], []
-    for seed in seeds:
-        with tempfile.TemporaryDirectory() as tmp:
-            c, o, f = run(settings, seed, Path(tmp))
-        caught.append(c)
-        other.append(o)
-        flagged.append(f)
-    return {"caught": caught, "other": other, "flagged": flagged}
-
-
-def cell(values: list[int]) -> str:
-    return f"{median(values):g} ({min(values)}–{max(values)})"
 
 
 def main() -> None:
@@ -65,11 +49,11 @@ def main() -> None:
     chosen = min(eligible, key=lambda n: (median(tuning[n]["other"]), median(tuning[n]["flagged"]), names.index(n)))
     default = names[0]
     evaluation = {n: measure(CANDIDATES[n], EVALUATION) for n in dict.fromkeys([default, chosen])}
-    rows = [[n + (" (chosen)" if n == chosen else ""), f"{sum(t['caught'])} of 3", cell(t["other"]),
-             cell(t["flagged"])] for n, t in tuning.items()]
+    rows = [[n + (" (chosen)" if n == chosen else ""), f"{sum(t['caught'])} of 3", spread(t["other"]),
+             spread(t["flagged"])] for n, t in tuning.items()]
     table("drift default, TUNING streams (seeds 100-102): monitor alerts", ["candidate", "spike caught",
           "other alerts, median (range)", "rows flagged of 20,000"], rows)
-    rows = [[n, f"{sum(e['caught'])} of 3", cell(e["other"]), cell(e["flagged"]),
+    rows = [[n, f"{sum(e['caught'])} of 3", spread(e["other"]), spread(e["flagged"]),
              "met" if all(e["caught"]) and median(e["other"]) <= 1 else "missed"] for n, e in evaluation.items()]
     table("drift default, EVALUATION streams (seeds 0-2)", ["candidate", "spike caught", "other alerts, median (range)",
           "rows flagged of 20,000", "bar: spike, at most 1 other"], rows)

@@ -38,7 +38,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from _common import data_dir, table
+from _common import data_dir, median_range, table
 
 from core.jobs.atomic import atomic_write_text
 from tsad.baselines import PCABaseline
@@ -155,18 +155,11 @@ def main() -> None:
            "evaluation_part_every_span_for_the_record": eval_by_span}
     rows = []
 
-    def cell(vals: list, digits: int = 4) -> str:
-        vals = [v for v in vals if v is not None]
-        if not vals:
-            return "n/a"
-        med = statistics.median(vals)
-        return f"{med:.{digits}f}" + (f" ({min(vals):.{digits}f}–{max(vals):.{digits}f})" if len(vals) > 1 else "")
-
     for label, per_seed in results.items():
         med = {k: statistics.median(r[k] for r in per_seed) for k in per_seed[0]}
         rng = {k: [min(r[k] for r in per_seed), max(r[k] for r in per_seed)] for k in per_seed[0]}
         doc["results"][label] = {"median": med, "range": rng, "per_seed": per_seed}
-        rows.append([label, *[cell([r[k] for r in per_seed]) for k in COLS]])
+        rows.append([label, *[median_range([r[k] for r in per_seed]) for k in COLS]])
     table("MSL, smooth grid on the tuning part "
           f"({len(tune)} channels, seed {seeds[0]}; chosen by PR-AUC)",
           ["smooth", "tuning PR-AUC", "tuning VUS-PR", "tuning ROC-AUC", "tuning best F1 (oracle threshold)"],

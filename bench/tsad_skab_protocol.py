@@ -38,7 +38,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from _common import data_dir, table
+from _common import data_dir, median_range, table
 
 from core.jobs.atomic import atomic_write_text
 from tsad import metrics as M
@@ -112,15 +112,6 @@ class Runs:
 COLUMNS = ("f1", "far", "mar", "vus_pr", "precision", "recall")
 
 
-def cell(vals: list, digits: int = 4) -> str:
-    """Median (min–max) of the values given; n/a when there are none."""
-    vals = [v for v in vals if v is not None]
-    if not vals:
-        return "n/a"
-    med = statistics.median(vals)
-    return f"{med:.{digits}f}" + (f" ({min(vals):.{digits}f}–{max(vals):.{digits}f})" if len(vals) > 1 else "")
-
-
 def summarise(results: dict[str, list[dict]]) -> tuple[dict[str, dict], list[list]]:
     """Per detector: median, range and per-seed figures for the JSON, and a table row each."""
     doc, rows = {}, []
@@ -128,7 +119,7 @@ def summarise(results: dict[str, list[dict]]) -> tuple[dict[str, dict], list[lis
         vals = {k: [r[k] for r in per_seed if r.get(k) is not None] for k in per_seed[0]}
         doc[label] = {"median": {k: statistics.median(v) if v else None for k, v in vals.items()},
                       "range": {k: [min(v), max(v)] if v else None for k, v in vals.items()}, "per_seed": per_seed}
-        rows.append([label, *[cell([r.get(k) for r in per_seed]) for k in COLUMNS]])
+        rows.append([label, *[median_range([r.get(k) for r in per_seed]) for k in COLUMNS]])
     return doc, rows
 
 
