@@ -38,6 +38,39 @@ def test_conv_rejects_wrong_window_shape() -> None:
         model(torch.randn(4, 3, 32))
 
 
+@pytest.mark.parametrize("config", [
+    {"in_channels": 1, "length": 288},
+    {"in_channels": 3, "length": 33, "kernel_size": 4, "channels": [16, 8, 4]},
+    {"in_channels": 2, "length": 50, "kernel_size": 5, "code_size": 6, "activation": "tanh"},
+    {"in_channels": 25, "length": 101, "kernel_size": 3, "stride": 3},
+])
+def test_conv_eval_path_matches_the_training_layers(config: dict) -> None:
+    """Eval mode on CPU runs the layers as 2-D channels-last convolutions (for speed); it must give
+    what the 1-D layers give in training mode (no dropout), leave the input alone, and keep gradients."""
+    torch.manual_seed(0)
+    model = Conv1dAE(Conv1dConfig(dropout=0.0, **config))
+    x = torch.randn(9, config["in_channels"], config["length"])
+    kept = x.clone()
+    with torch.no_grad():
+        reference = model.train()(x)
+        fast = model.eval().reconstruct(x)
+    assert fast.shape == x.shape
+    assert torch.allclose(fast, reference, atol=1e-5, rtol=1e-5)
+    assert torch.equal(x, kept)
+    xg = x.clone().requires_grad_(True)
+    model(xg).pow(2).sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
+
+
+def test_conv_vae_eval_reconstruction_matches_training_layers() -> None:
+    torch.manual_seed(0)
+    vae = conv1d_vae(in_channels=2, length=40, latent_size=4, channels=[8, 4], dropout=0.0)
+    x = torch.randn(5, 2, 40)
+    with torch.no_grad():
+        reference = vae.train().decode(vae.encode_stats(x)[0])
+        assert torch.allclose(vae.eval().reconstruct(x), reference, atol=1e-5, rtol=1e-5)
+
+
 def _overfit(model: torch.nn.Module, x: torch.Tensor, objective=None, epochs: int = 300) -> list[float]:
     cfg = TrainConfig(epochs=epochs, batch_size=len(x), lr=3e-3, device="cpu", seed=0)
     return Trainer(cfg, objective or ReconstructionObjective()).fit(model, x).train_loss
