@@ -82,9 +82,7 @@ def fit_predict(model: str, seed: int, train: pd.DataFrame, target: pd.DataFrame
     known = target["user"].isin(rec.user_map_.raw).to_numpy()
     if known.any():
         pred[known] = rec.predict(target["user"].to_numpy()[known], target["item"].to_numpy()[known])
-    settings = dict(rec.settings_)
-    if model != AUTOREC:  # GLocal-K's L2 is its entry's own (recae.models.glocalk_model), not the recommender's
-        settings["l2"] = "the entry's own: see glocalk_chosen"
+    settings = dict(rec.settings_)  # GLocal-K's L2 is its entry's own (see glocalk_chosen), not listed here
     return np.clip(pred, 1, 5), {"seconds": round(seconds, 1), "settings": settings}
 
 

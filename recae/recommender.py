@@ -149,7 +149,9 @@ class AutoencoderRecommender(Estimator):
         l2 = overrides.get("l2", self.l2)
         l2 = DEFAULT_L2 if l2 is None else l2
         self.settings_: dict[str, Any] = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
-                                          "weight_decay": cfg.weight_decay, "l2": l2, "hidden": hidden}
+                                          "weight_decay": cfg.weight_decay, "hidden": hidden}
+        if spec.l2_penalty:  # reported only where it is trained with (glocalk's L2 is its entry's own)
+            self.settings_["l2"] = l2
         if spec.residual:
             self.settings_.update(residual=residual, activation=activation or spec.activations[0])
         if cfg.workers > 1:

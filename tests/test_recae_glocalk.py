@@ -60,6 +60,8 @@ def test_fit_predicts_within_scale_and_beats_the_global_mean() -> None:
     assert rmse < 0.9 * baseline
     # both phases ran: the module convolves with its frozen global kernel
     assert [p["phase"] for p in rec.history_.parts] == [1.0] * 4 + [2.0] * 2
+    # what it was trained with, and nothing it was not: I-AutoRec's l2 does not apply to GLocal-K
+    assert rec.settings_["epochs"] == 6 and "l2" not in rec.settings_
     assert bool(rec.module_.finetuned)
 
 
