@@ -182,7 +182,9 @@ class BaselineSpec:
 TOPN_BASELINES: dict[str, BaselineSpec] = {b.name: b for b in (
     BaselineSpec("popularity", Popularity),
     BaselineSpec("ease", EASE, tuple({"reg": r} for r in (50.0, 100.0, 200.0, 500.0, 1000.0))),
-    BaselineSpec("itemknn", ItemKNN, tuple({"k": k, "shrink": s} for k in (50, 100, 200) for s in (0.0, 10.0, 50.0))),
+    # k widened after the first grid (50/100/200) chose its edge k = 200 on two folds
+    BaselineSpec("itemknn", ItemKNN, tuple({"k": k, "shrink": s} for k in (50, 100, 200, 400, 800)
+                                           for s in (0.0, 10.0, 50.0))),
     # α × β widened after the first grid (α 0.5/1, β 0/0.3/0.6) chose its edge β = 0.6 on every fold
     BaselineSpec("rp3beta", RP3beta, tuple({"alpha": a, "beta": b} for a in (0.25, 0.5, 0.75, 1.0)
                                            for b in (0.0, 0.3, 0.6, 0.9, 1.2))),
