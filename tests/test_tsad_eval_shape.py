@@ -122,6 +122,31 @@ def test_evaluate_split_without_split_and_with_an_empty_evaluation_part() -> Non
     assert set(only_tuning.metrics) == POINT_KEYS | {"points_per_second"}
 
 
+def test_whole_file_metrics_count_the_training_rows_as_skab_does() -> None:
+    """With labelled training rows (SKAB's files), `*_whole_file` F1/FAR/MAR are over every row of each
+    file, the training rows scored by the fitted detector: its own predictions there, recomputed here."""
+    labelled = [(Series(tr.values, tr.channels, labels=np.zeros(len(tr), dtype=int), name=tr.name), te)
+                for tr, te in _pairs(2)]
+    labelled[0][0].labels[5:15] = 1  # an anomaly inside the training rows counts as missed unless flagged
+    result = evaluate_split(labelled, _small, "mine", baselines=("rolling_zscore",))
+    keys = {"f1_whole_file", "far_whole_file", "mar_whole_file"}
+    assert keys <= set(result.metrics) and keys <= set(result.baselines["rolling_zscore"])
+    y, p = [], []
+    for train, test in labelled:
+        det = _small().fit(train)
+        y += [train.labels, test.labels]
+        p += [det.score(train.values).is_anomaly, det.score(test.values).is_anomaly]
+    far, mar = M.far_mar(np.concatenate(y), np.concatenate(p))
+    assert result.metrics["far_whole_file"] == pytest.approx(far, abs=1e-4)
+    assert result.metrics["mar_whole_file"] == pytest.approx(mar, abs=1e-4)
+    assert result.metrics["f1_whole_file"] == pytest.approx(
+        M.point_prf(np.concatenate(y), np.concatenate(p))["f1"], abs=1e-4)
+    # the 10 labelled training rows add misses the test-rows-only MAR does not see
+    assert result.metrics["mar_whole_file"] > result.metrics["mar"]
+    unlabelled = evaluate_split(_pairs(2), _small, "mine", baselines=())  # no training labels: no such keys
+    assert not keys & set(unlabelled.metrics)
+
+
 # ------------------------------------------------------------------------------------ the CLI
 @pytest.mark.data
 def test_evaluate_skab_json_shape(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,6 +159,7 @@ def test_evaluate_skab_json_shape(data_dir: Path, tmp_path: Path, monkeypatch: p
     assert {"metrics", "metrics_all", "baselines", "baselines_all", "tuning"} <= set(doc)
     assert POINT_KEYS | {"points_per_second"} <= set(doc["metrics"]) and POINT_KEYS <= set(doc["metrics_all"])
     assert set(doc["baselines"]) == set(doc["baselines_all"]) and "pca" in doc["baselines"]
+    assert {"f1_whole_file", "far_whole_file", "mar_whole_file"} <= set(doc["metrics"])  # SKAB's own convention
     for name, m in doc["baselines"].items():
         assert POINT_KEYS <= set(m) and POINT_KEYS <= set(doc["baselines_all"][name])
     # the first 4 files in the loader's order: valve1/0..3; 0 and 2 tune, 1 and 3 evaluate
