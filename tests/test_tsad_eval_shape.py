@@ -167,5 +167,6 @@ def test_evaluate_skab_json_shape(data_dir: Path, tmp_path: Path, monkeypatch: p
     assert (doc["tuning"]["files"], doc["tuning"]["evaluation_files"]) == (2, 2)
     assert "bench/tsad_skab_protocol.py" in doc["tuning"]["settings"]
     assert "the table: the evaluation part (2 files" in result.output
+    assert "SKAB's leaderboard convention" in result.output
     written = sorted(p.name for p in (tmp_path / "scored").iterdir())
     assert written == ["valve1__0.csv", "valve1__1.csv", "valve1__2.csv", "valve1__3.csv"]

@@ -408,6 +408,10 @@ def evaluate(
     elif "evaluation_files" in tuning:  # SKAB, MSL: the same, point metrics
         typer.echo(f"the table: the evaluation part ({tuning['evaluation_files']} files; the preset's settings were "
                    f"chosen on the tuning part, {tuning['files']} files); whole corpus: F1 {whole.get('f1')}")
+    if "far_whole_file" in result.metrics:
+        typer.echo("f1/far/mar count the test rows; the *_whole_file columns count every row of each file, its "
+                   "training rows too (SKAB's leaderboard convention): "
+                   f"F1 {result.metrics['f1_whole_file']}, FAR {result.metrics['far_whole_file']}")
     if json_out is not None:
         E.write_json(result, json_out)
         typer.echo(f"wrote {json_out}")
