@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from cli import app
-from recae.glocalk import GLocalKTrainer
+from recae.glocalk import GLocalKTrainer, shifted_correlation
 from recae.models import get_model
 from recae.recommender import AutoencoderRecommender
 
@@ -37,6 +38,23 @@ def _low_rank(n_users: int = 80, n_items: int = 50, density: float = 0.35, seed:
 def _split(frame: pd.DataFrame, seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     test = np.random.default_rng(seed).random(len(frame)) < 0.15
     return frame[~test], frame[test]
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (3, 3), (1, 5), (1, 1)])
+def test_the_global_convolution_is_conv2d_in_values_and_gradients(shape: tuple[int, int]) -> None:
+    """The fine-tuning convolution is written as shifted sums (fast on CPU); it must be the zero-padded
+    cross-correlation F.conv2d computes, for the input and for the kernel's gradient."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(17, 23, generator=gen) * (torch.rand(17, 23, generator=gen) < 0.3)
+    k1 = torch.randn(shape, generator=gen, requires_grad=True)
+    k2 = k1.detach().clone().requires_grad_(True)
+    ours = shifted_correlation(x, k1)
+    ref = F.conv2d(x[None, None], k2[None, None], padding=(shape[0] // 2, shape[1] // 2))[0, 0]
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    weights = torch.randn(17, 23, generator=gen)
+    (ours * weights).sum().backward()
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(k1.grad, k2.grad, rtol=1e-5, atol=1e-5)
 
 
 def test_glocalk_is_an_explicit_item_based_model_with_its_own_loop() -> None:
