@@ -25,13 +25,10 @@ import argparse
 import json
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 from _common import data_dir, table
-from tsad_nab_protocol import alerting, raw_scores, scores
+from tsad_nab_protocol import alerting, score_all, scores, summary
 
 from core.jobs.atomic import atomic_write_text
 from tsad import metrics as M
@@ -52,10 +49,7 @@ def main() -> None:
     t0 = time.perf_counter()
     series = {s.name: s for s in iter_nab(data_dir())}
     tune, evaluate = nab_halves(list(series))
-    raw: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        for name, seed, score, surprise in pool.map(raw_scores, *zip(*[(n, s) for s in seeds for n in series])):
-            raw[(name, seed)] = (score, surprise)
+    raw = score_all(list(series), seeds, args.jobs)
     print(f"{len(series)} files × {len(seeds)} seeds trained and scored ({time.perf_counter() - t0:.0f} s)", flush=True)
     base = preset("nab").alerting
     settings = [{"long": base.long, "short": base.short, "level": base.level, "peak_window": w} for w in WINDOWS]
@@ -82,9 +76,8 @@ def main() -> None:
            "grid": grid, "chosen": chosen, "seeds": seeds, "results": {}}
     rows = []
     for label, per_seed in runs.items():
-        med = {k: statistics.median(r[k] for r in per_seed) for k in per_seed[0]}
-        rng = {k: (min(r[k] for r in per_seed), max(r[k] for r in per_seed)) for k in per_seed[0]}
-        doc["results"][label] = {"median": med, "range": rng, "per_seed": per_seed}
+        doc["results"][label] = summary(per_seed)
+        med, rng = doc["results"][label]["median"], doc["results"][label]["range"]
         rows.append([label, *[f"{med[k]:.2f} ({rng[k][0]:.2f}–{rng[k][1]:.2f})" for k in keys]])
     table(f"NAB, onset look-back chosen on the tuning half ({len(tune)} files); evaluation half {len(evaluate)} "
           f"files; median over seeds {args.seeds} (range)",

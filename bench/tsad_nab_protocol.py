@@ -46,8 +46,9 @@ def split(names: list[str]) -> tuple[list[str], list[str]]:
     return nab_halves(names)
 
 
-def raw_scores(name: str, seed: int) -> tuple[str, int, np.ndarray, np.ndarray]:
-    """One file's raw error and calibrated surprise from the nab preset's detector (a worker)."""
+def raw_scores(name: str, seed: int, changes: dict | None = None) -> tuple[str, int, np.ndarray, np.ndarray]:
+    """One file's raw error and calibrated surprise from the nab preset's detector, with `changes`
+    (dotted config fields, e.g. {"window": 64}) applied (a worker)."""
     import torch
 
     from tsad.detector import WindowDetector
@@ -55,9 +56,24 @@ def raw_scores(name: str, seed: int) -> tuple[str, int, np.ndarray, np.ndarray]:
     torch.set_num_threads(1)
     series = next(s for s in iter_nab(data_dir()) if s.name == name)
     p = M.probation_rows(len(series))
-    det = WindowDetector(preset("nab"), seed=seed, device="cpu").fit(series.values[:p])
+    det = WindowDetector(preset("nab").updated(changes or {}), seed=seed, device="cpu").fit(series.values[:p])
     raw = det.score(series.values)
     return name, seed, raw.score, det.calibrator_.surprise(raw.score)
+
+
+def score_all(names: list[str], seeds: list[int], jobs: int,
+              changes: dict | None = None) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
+    """Every (file, seed) trained on its probation and scored, in `jobs` processes: (score, surprise)."""
+    todo = [(n, s, changes) for s in seeds for n in names]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        return {(name, seed): (score, surprise) for name, seed, score, surprise in pool.map(raw_scores, *zip(*todo))}
+
+
+def summary(per_seed: list[dict[str, float]]) -> dict:
+    """Median, range (min, max) and the per-seed figures of each key."""
+    return {"median": {k: statistics.median(r[k] for r in per_seed) for k in per_seed[0]},
+            "range": {k: (min(r[k] for r in per_seed), max(r[k] for r in per_seed)) for k in per_seed[0]},
+            "per_seed": per_seed}
 
 
 def alerting(setting: dict, series, score: np.ndarray, surprise: np.ndarray) -> np.ndarray:  # noqa: ANN001
@@ -97,10 +113,7 @@ def main() -> None:
     t0 = time.perf_counter()
     series = {s.name: s for s in iter_nab(data_dir())}
     tune, evaluate = split(list(series))
-    raw: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        for name, seed, score, surprise in pool.map(raw_scores, *zip(*[(n, s) for s in seeds for n in series])):
-            raw[(name, seed)] = (score, surprise)
+    raw = score_all(list(series), seeds, args.jobs)
     print(f"{len(series)} files × {len(seeds)} seeds trained and scored ({time.perf_counter() - t0:.0f} s)",
           flush=True)
 
@@ -128,9 +141,8 @@ def main() -> None:
            "grid": grid, "chosen": chosen, "seeds": seeds, "results": {}}
     rows = []
     for label, per_seed in runs.items():
-        med = {k: statistics.median(r[k] for r in per_seed) for k in per_seed[0]}
-        rng = {k: (min(r[k] for r in per_seed), max(r[k] for r in per_seed)) for k in per_seed[0]}
-        doc["results"][label] = {"median": med, "range": rng, "per_seed": per_seed}
+        doc["results"][label] = summary(per_seed)
+        med, rng = doc["results"][label]["median"], doc["results"][label]["range"]
 
         keys = ("evaluation_standard", "evaluation_low_fp", "evaluation_low_fn", "corpus_standard",
                 "evaluation_standard_own_threshold", "corpus_standard_own_threshold")

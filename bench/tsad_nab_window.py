@@ -22,15 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 from _common import data_dir, table
-from tsad_nab_protocol import alerting, scores
+from tsad_nab_protocol import alerting, score_all, scores, summary
 
 from core.jobs.atomic import atomic_write_text
 from tsad import metrics as M
@@ -40,20 +36,6 @@ from tsad.evaluate import nab_halves
 
 OUT = Path(__file__).with_name("tsad_nab_window.json")
 WINDOWS = (32, 64, 96)
-
-
-def raw_scores(name: str, seed: int, window: int) -> tuple[str, int, int, np.ndarray, np.ndarray]:
-    """One file's raw error and calibrated surprise from the nab preset at `window` (a worker)."""
-    import torch
-
-    from tsad.detector import WindowDetector
-
-    torch.set_num_threads(1)
-    series = next(s for s in iter_nab(data_dir()) if s.name == name)
-    p = M.probation_rows(len(series))
-    det = WindowDetector(preset("nab").updated({"window": window}), seed=seed, device="cpu").fit(series.values[:p])
-    raw = det.score(series.values)
-    return name, seed, window, raw.score, det.calibrator_.surprise(raw.score)
 
 
 def main() -> None:
@@ -70,21 +52,14 @@ def main() -> None:
     setting = {k: getattr(preset("nab").alerting, k) for k in ("long", "short", "level", "peak_window")}
     doc: dict = {"protocol": __doc__.split("Usage:")[0].strip(), "tuning_files": tune, "evaluation_files": evaluate,
                  "seeds": seeds, "windows": {}}
-    raw: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        for window in [int(w) for w in args.windows.split(",")]:
-            jobs = [(n, s, window) for s in seeds for n in series]
-            for name, seed, w, score, surprise in pool.map(raw_scores, *zip(*jobs)):
-                raw[(name, seed, w)] = (score, surprise)
-            per_seed = [scores({n: M.NabFile(alerting(setting, series[n], *raw[(n, s, window)]), series[n].windows)
-                                for n in series}, tune, evaluate) for s in seeds]
-            doc["windows"][str(window)] = {
-                "median": {k: statistics.median(r[k] for r in per_seed) for k in per_seed[0]},
-                "range": {k: (min(r[k] for r in per_seed), max(r[k] for r in per_seed)) for k in per_seed[0]},
-                "per_seed": per_seed}
-            tuned = doc["windows"][str(window)]["median"]["tuning_standard"]
-            print(f"window {window}: tuning-half standard {tuned:.2f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-            atomic_write_text(str(args.out), json.dumps(doc, indent=2))
+    for window in [int(w) for w in args.windows.split(",")]:
+        raw = score_all(list(series), seeds, args.jobs, {"window": window})
+        per_seed = [scores({n: M.NabFile(alerting(setting, series[n], *raw[(n, s)]), series[n].windows)
+                            for n in series}, tune, evaluate) for s in seeds]
+        doc["windows"][str(window)] = summary(per_seed)
+        tuned = doc["windows"][str(window)]["median"]["tuning_standard"]
+        print(f"window {window}: tuning-half standard {tuned:.2f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        atomic_write_text(str(args.out), json.dumps(doc, indent=2))
     done = doc["windows"]
     best = max(done, key=lambda w: done[w]["median"]["tuning_standard"])
     doc["chosen"] = int(best)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import data_dir, median_range, table
+from tsad_skab_protocol import key
 
 from core.jobs.atomic import atomic_write_text
 from tsad.config import preset
@@ -45,10 +46,6 @@ CURRENT: dict = {}  # the skab preset as tsad/config.py has it
 KEYS = ("f1", "far", "mar", "f1_whole_file", "far_whole_file", "mar_whole_file", "vus_pr")
 
 _PAIRS: dict[str, tuple] = {}
-
-
-def key(setting: dict) -> str:
-    return json.dumps(setting, sort_keys=True)
 
 
 def fit_score(setting: dict, seed: int, name: str) -> tuple:
