@@ -227,3 +227,5 @@ def test_evaluate_own_file_reports_range_metrics(tmp_path) -> None:  # noqa: ANN
     for m in (doc["metrics"], doc["baselines"]["rolling_zscore"]):
         assert new <= set(m) and {"f1", "pr_auc"} <= set(m)
         assert all(0.0 <= m[k] <= 1.0 for k in new)
+        # a user's file: its training rows are labelled rows too, so SKAB's whole-file convention applies
+        assert all(0.0 <= m[k] <= 1.0 for k in ("f1_whole_file", "far_whole_file", "mar_whole_file"))
