@@ -31,6 +31,10 @@ by user id (as by item id in the paper) carry no meaning of their own; the kerne
 of them to blend in. `conv_axes="both"` is the paper's k×k kernel, kept for comparison: its
 predictions are those of the whole matrix only when it is fed the whole matrix at once.
 
+Training computes what the loss needs and nothing more (GLocalKNet.observed/pooled, ObservedBatch):
+the outputs at the observed ratings only, as a sampled product (core.sampled), with the same loss
+and gradients as the dense masked loss; predictions still run the whole dense network.
+
 After training, the global kernel is computed once more and frozen into the module (a buffer), so
 the saved network is a plain module whose `reconstruct(x)` needs nothing but the rows; the kernel
 bank is a training device only and is not saved.
@@ -41,7 +45,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +59,7 @@ from core.errors import UserError
 from core.jobs.progress import progress_bar
 from core.layers import ConfiguredModule
 from core.losses import masked_mse
+from core.sampled import Pattern, sampled_product
 from core.specs import register_model
 from core.train import History, TrainConfig, as_source, to_device
 
@@ -98,17 +104,33 @@ class KernelLinear(nn.Module):
         # tiny vectors: every pair starts at distance ~0, fully connected (K ≈ 1)
         self.u = nn.Parameter(torch.randn(n_in, kernel_dim) * 1e-3)
         self.v = nn.Parameter(torch.randn(n_out, kernel_dim) * 1e-3)
+        self.shared: dict[str, torch.Tensor] | None = None  # within GLocalKNet.sharing_kernels: computed once
 
     def kernel(self) -> torch.Tensor:
+        if self.shared is not None and "kernel" in self.shared:
+            return self.shared["kernel"]
         # ‖u_i − v_j‖² expanded (no (n_in, n_out, dim) intermediate), clamped at 0 against rounding
         sq = (self.u ** 2).sum(1, keepdim=True) + (self.v ** 2).sum(1) - 2 * self.u @ self.v.T
-        return (1.0 - sq.clamp_min(0.0)).clamp_min(0.0)
+        kernel = (1.0 - sq.clamp_min(0.0)).clamp_min(0.0)
+        if self.shared is not None:
+            self.shared["kernel"] = kernel
+        return kernel
 
     def forward(self, x: torch.Tensor, kernel: torch.Tensor | None = None) -> torch.Tensor:
-        k = self.kernel() if kernel is None else kernel
-        weight = self.weight * k
+        weight = self.effective_weight(kernel)
         # a sparse input (the trainer's pre-training rows): only the observed ratings are multiplied
-        return (torch.sparse.mm(x, weight) if x.is_sparse else x @ weight) + self.bias
+        return (torch.sparse.mm(x, weight) if x.layout != torch.strided else x @ weight) + self.bias
+
+    def effective_weight(self, kernel: torch.Tensor | None = None) -> torch.Tensor:
+        """W ⊙ K (K: the layer's local kernel unless given)."""
+        if kernel is not None:
+            return self.weight * kernel
+        if self.shared is not None and "weight" in self.shared:
+            return self.shared["weight"]
+        weight = self.weight * self.kernel()
+        if self.shared is not None:
+            self.shared["weight"] = weight
+        return weight
 
 
 class GLocalKNet(ConfiguredModule):
@@ -127,6 +149,20 @@ class GLocalKNet(ConfiguredModule):
     @property
     def code_dim(self) -> int:
         return self.config.hidden
+
+    @contextmanager
+    def sharing_kernels(self) -> Iterator[None]:
+        """Within: each layer's local kernel and W ⊙ K are computed once and reused, so one loss
+        evaluation (forward passes, pooling, penalties) builds them and back-propagates through them
+        once instead of up to three times. Only for a single evaluation: the parameters must not
+        change inside."""
+        for layer in self.layers:
+            layer.shared = {}
+        try:
+            yield
+        finally:
+            for layer in self.layers:
+                layer.shared = None
 
     def local(self, x: torch.Tensor) -> torch.Tensor:
         """The local-kernel AE alone (what pre-training trains)."""
@@ -147,6 +183,27 @@ class GLocalKNet(ConfiguredModule):
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
+
+    def observed(self, batch: ObservedBatch, kernel: torch.Tensor | None = None) -> torch.Tensor:
+        """`forward(batch.dense, kernel)` read at the batch's observed entries (in its pattern's
+        order), without computing the other outputs: the un-convolved input enters as sparse rows and
+        the output layer is a sampled product. What training needs, at a fraction of the work."""
+        if kernel is None and bool(self.finetuned):
+            kernel = self.global_kernel
+        x = batch.sparse if kernel is None else self.convolve(batch.dense, kernel)
+        for layer in self.layers[:-1]:
+            x = torch.sigmoid(layer(x))
+        last = self.layers[-1]
+        return sampled_product(x, last.effective_weight(), batch.pattern) + last.bias[batch.pattern.col]
+
+    def pooled(self, batch: ObservedBatch) -> torch.Tensor:
+        """`local(batch.dense).mean(dim=1)` (one number per row: what the kernel bank reads), through
+        the output layer's column mean instead of its whole output (the layer is linear)."""
+        x = batch.sparse
+        for layer in self.layers[:-1]:
+            x = torch.sigmoid(layer(x))
+        last = self.layers[-1]
+        return x @ last.effective_weight().mean(dim=1) + last.bias.mean()
 
     @torch.no_grad()
     def freeze_global_kernel(self, kernel: torch.Tensor | None) -> None:
@@ -201,13 +258,37 @@ class GlobalKernelBank(nn.Module):
         start = identity_kernel(shape).reshape(1, -1) + noise * torch.randn(n_items, shape[0] * shape[1])
         self.kernels = nn.Parameter(start)
 
-    def forward(self, reconstruction: torch.Tensor) -> torch.Tensor:
-        pooled = reconstruction.mean(dim=1)  # one value per item (row)
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """`pooled`: one value per item (row), the AE's reconstruction averaged over users."""
         weights = torch.softmax(pooled / self.temperature, dim=0)
         return (weights @ self.kernels).reshape(self.shape)
 
 
 # ------------------------------------------------------------------------------------------- loss
+@dataclass(frozen=True)
+class ObservedBatch:
+    """The whole training matrix as GLocal-K's trainer feeds it: the input rows dense (what the
+    convolution reads) and as csr (what the plain AE reads), and the target's observed entries
+    (rating ≠ 0) as a pattern with their values. The loss, its gradients and the kernel bank's
+    pooling are those of the dense masked loss (to float rounding), with about half the work."""
+
+    dense: torch.Tensor
+    sparse: torch.Tensor
+    pattern: Pattern
+    values: torch.Tensor
+
+    @classmethod
+    def of(cls, x: torch.Tensor, target: torch.Tensor) -> ObservedBatch:
+        pattern = Pattern.of(target != 0)
+        return cls(x, pattern_csr(x), pattern, pattern.gather(target))
+
+
+def pattern_csr(x: torch.Tensor) -> torch.Tensor:
+    """x (dense) as a csr matrix of its non-zero entries."""
+    pattern = Pattern.of(x != 0)
+    return pattern.csr(pattern.gather(x))
+
+
 @dataclass
 class GLocalKObjective:
     """Masked MSE + l2/2·Σ‖W‖² + sparsity/2·Σ‖K‖² (K: the local kernels). `kernel`: the global
@@ -222,8 +303,11 @@ class GLocalKObjective:
 
     def __call__(self, model: nn.Module, batch: Any, epoch: float, training: bool,
                  kernel: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-        x, target = batch
-        recon = masked_mse(model(x, kernel), target)
+        if isinstance(batch, ObservedBatch):  # the trainer's: outputs at the observed entries only
+            recon = ((model.observed(batch, kernel) - batch.values) ** 2).mean()
+        else:
+            x, target = batch
+            recon = masked_mse(model(x, kernel), target)
         w, k = model.penalties()
         loss = recon + self.l2 / 2 * w + self.sparsity / 2 * k
         return loss, {"recon": float(recon.detach())}
@@ -280,9 +364,9 @@ class GLocalKTrainer:
         start = time.perf_counter()
         with progress_bar(cfg.progress, with_status=True) as prog:
             task = prog.add_task(cfg.description, total=pre + fine, status="") if prog else None
+            observed = ObservedBatch.of(x, batch[1] if isinstance(batch, (tuple, list)) else x)
             # phase 1: the local-kernel AE
-            sparse_batch = (x.to_sparse(), batch[1]) if isinstance(batch, (tuple, list)) else x.to_sparse()
-            best_pre = self._phase(model, sparse_batch, self._lbfgs(list(model.parameters())), pre, 0, history,
+            best_pre = self._phase(model, observed, self._lbfgs(list(model.parameters())), pre, 0, history,
                                    val, prog, task, lambda: None)
             if best_pre[2] is not None:  # fine-tuning starts from the best pre-trained epoch
                 model.load_state_dict(best_pre[2])
@@ -290,9 +374,9 @@ class GLocalKTrainer:
             best_fine, first_fine = (math.inf, -1, None), len(history.train_loss)
             if fine:
                 def global_kernel() -> torch.Tensor:
-                    return bank(model.local(x))
+                    return bank(model.pooled(observed))
 
-                best_fine = self._phase(model, batch, self._lbfgs([*model.parameters(), *bank.parameters()]),
+                best_fine = self._phase(model, observed, self._lbfgs([*model.parameters(), *bank.parameters()]),
                                         fine, first_fine, history, val, prog, task, global_kernel)
             if val is None:  # no monitor: the last epoch, fine-tuned if there was fine-tuning
                 self.kept = (pre, fine)
@@ -321,7 +405,8 @@ class GLocalKTrainer:
 
             def closure(epoch: int = epoch, seen: dict[str, Any] = seen) -> torch.Tensor:
                 optimizer.zero_grad(set_to_none=True)
-                loss, parts = self.objective(model, batch, float(epoch), True, kernel=global_kernel())
+                with model.sharing_kernels():
+                    loss, parts = self.objective(model, batch, float(epoch), True, kernel=global_kernel())
                 loss.backward()
                 seen["parts"] = parts
                 return loss

@@ -12,7 +12,15 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from cli import app
-from recae.glocalk import GLocalKTrainer, shifted_correlation
+from recae.glocalk import (
+    GlobalKernelBank,
+    GLocalKConfig,
+    GLocalKNet,
+    GLocalKObjective,
+    GLocalKTrainer,
+    ObservedBatch,
+    shifted_correlation,
+)
 from recae.models import get_model
 from recae.recommender import AutoencoderRecommender
 
@@ -117,3 +125,31 @@ def test_glocalk_is_among_evaluate_all_models(flat) -> None:  # noqa: ANN001
     assert "glocalk" not in models_for("all", "users")
     result = runner.invoke(app, ["recae", "evaluate", "--help"])
     assert result.exit_code == 0 and "glocalk" in flat(result.output)
+
+
+@pytest.mark.parametrize("phase", ["pre-train", "fine-tune"])
+def test_the_observed_entry_loss_is_the_dense_masked_loss_in_values_and_gradients(phase: str) -> None:
+    """Training computes the outputs at the observed ratings only (sparse input rows, a sampled output
+    layer, the bank's pooling through the output layer's column mean, each local kernel built once):
+    the loss and every gradient, the kernel bank's included, must be those of the dense masked loss."""
+    torch.manual_seed(0)
+    frame = _low_rank(n_users=30, n_items=20)
+    x = torch.zeros(20, 30)
+    x[frame["item"].to_numpy() - 1, frame["user"].to_numpy() - 1] = torch.tensor(frame["rating"].to_numpy()).float()
+    net = GLocalKNet(GLocalKConfig(input_dim=30, hidden=8))
+    bank = GlobalKernelBank(20, (1, 3))
+    objective = GLocalKObjective(l2=1e-2, sparsity=1e-3)
+    observed = ObservedBatch.of(x, x)
+    params = [*net.parameters(), *bank.parameters()]
+
+    def grads(batch: object, kernel: object) -> list[torch.Tensor]:
+        loss, _ = objective(net, batch, 0.0, True, kernel=kernel())
+        return [loss.detach(), *torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)]
+
+    fine = phase == "fine-tune"
+    dense = grads((x, x), lambda: bank(net.local(x).mean(dim=1)) if fine else None)
+    with net.sharing_kernels():
+        ours = grads(observed, lambda: bank(net.pooled(observed)) if fine else None)
+    assert float(dense[0]) > 0 and (dense[-1].abs().sum() > 0) == fine  # the bank moves only when fine-tuning
+    for got, want in zip(ours, dense):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
