@@ -46,8 +46,16 @@ class Pattern:
         row, col = mask.nonzero(as_tuple=True)
         crow = torch.zeros(n_rows + 1, dtype=torch.long, device=mask.device)
         crow[1:] = torch.bincount(row, minlength=n_rows).cumsum(0)
+        return cls.from_csr(crow, col, (n_rows, n_cols))
+
+    @classmethod
+    def from_csr(cls, crow: torch.Tensor, col: torch.Tensor, shape: tuple[int, int]) -> Pattern:
+        """The pattern of a csr structure (row offsets, column indices sorted within each row),
+        without building a dense mask."""
+        n_rows, n_cols = shape
+        row = torch.repeat_interleave(torch.arange(n_rows, device=crow.device), crow[1:] - crow[:-1])
         transpose = torch.argsort(col * n_rows + row)
-        t_crow = torch.zeros(n_cols + 1, dtype=torch.long, device=mask.device)
+        t_crow = torch.zeros(n_cols + 1, dtype=torch.long, device=col.device)
         t_crow[1:] = torch.bincount(col, minlength=n_cols).cumsum(0)
         return cls((n_rows, n_cols), row, col, crow, t_crow, row[transpose], transpose)
 

@@ -35,7 +35,6 @@ set-up, the evaluation protocols and the CLI read everything they need from the 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -51,6 +50,7 @@ from core.errors import UserError
 from core.losses import BetaSchedule, masked_mse
 from core.models import dense_vae
 from core.objective import ReconstructionObjective
+from core.sampled import Pattern, sampled_product
 from core.train import History, Objective, TrainConfig
 from recae.glocalk import GLocalKConfig, GLocalKNet, GLocalKObjective, GLocalKTrainer
 from recae.recvae import AlternatingTrainer, RecVAEConfig, RecVAENet, RecVAEObjective
@@ -196,11 +196,11 @@ def observed_outputs(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.
             or not isinstance(model.code_dropout, nn.Identity):
         raise ValueError("observed-entry training needs a one-hidden-layer DenseAE without dropout")
     shape = tuple(int(v) for v in batch["shape"].tolist())
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": the two ops used here are long-standing
-        warnings.simplefilter("ignore", UserWarning)
-        x = torch.sparse_csr_tensor(batch["crow"], batch["col"], batch["values"], size=shape, check_invariants=False)
-    hidden = encoder[1](torch.sparse.mm(x, encoder[0].weight.T) + encoder[0].bias)
-    sampled = torch.sparse.sampled_addmm(x, hidden, decoder[0].weight.T, beta=0.0).values()
+    pattern = batch.get("pattern")
+    if pattern is None:  # built once per batch (L-BFGS evaluates the same batch many times)
+        pattern = batch["pattern"] = Pattern.from_csr(batch["crow"], batch["col"], shape)
+    hidden = encoder[1](torch.sparse.mm(pattern.csr(batch["values"]), encoder[0].weight.T) + encoder[0].bias)
+    sampled = sampled_product(hidden, decoder[0].weight.T, pattern)
     return decoder[1](sampled + decoder[0].bias[batch["col"]])
 
 

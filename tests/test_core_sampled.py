@@ -54,3 +54,13 @@ def test_shapes_that_do_not_fit_the_pattern_are_refused() -> None:
         sampled_product(a[:5], b, Pattern.of(mask))
     with pytest.raises(ValueError, match="2-D"):
         Pattern.of(mask[0])
+
+
+def test_a_pattern_from_a_csr_structure_is_the_pattern_of_its_mask() -> None:
+    mask, _, _ = _case(3)
+    dense = mask.to_sparse_csr()
+    ours = Pattern.from_csr(dense.crow_indices(), dense.col_indices(), tuple(mask.shape))
+    want = Pattern.of(mask)
+    for field in ("row", "col", "crow", "t_crow", "t_col", "transpose"):
+        assert torch.equal(getattr(ours, field), getattr(want, field)), field
+    torch.testing.assert_close(ours.gather(mask.double()), torch.ones(ours.nnz, dtype=torch.float64))
