@@ -268,3 +268,56 @@ def test_threshold_and_denoise_parameters_have_options(tmp_path: Path, flat) -> 
                                      *TRAIN_ARGS, *extra])
         assert result.exit_code == 2 and message in flat(result.output), (extra, result.output)
         assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("name", ["skab", "msl", "nab"])
+def test_train_preset_keeps_the_presets_scoring(name: str, tmp_path: Path) -> None:
+    """`train --preset X` must train what `evaluate --benchmark X` measures: options left out keep the
+    preset's values (its smoothing and score channels were once overwritten by --smooth's default)."""
+    from tsad.config import preset
+
+    data = _series(tmp_path / "train.csv", channels=8)
+    out = tmp_path / "m"
+    result = runner.invoke(app, ["tsad", "train", "--data", str(data), "--out", str(out), "--preset", name,
+                                 "--epochs", "1", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())["extras"]["params"]["config"]["scoring"]
+    want = preset(name).scoring
+    assert saved["smooth"] == want.smooth
+    assert saved["score_channels"] == (list(want.score_channels) if want.score_channels is not None else None)
+
+
+def test_score_columns_pick_the_channels_that_make_the_score(tmp_path: Path, flat) -> None:  # noqa: ANN001
+    """The same network (same data and seed) scored on v0 and v2 only: a jump on v1 hardly moves that
+    score, while the model scoring every column flags it; a jump on v0 moves both."""
+    data = _series(tmp_path / "train.csv", channels=3)
+    models = {}
+    for label, extra in (("picked", ["--score-columns", "v2, v0", "--smooth", "5"]), ("all", ["--smooth", "5"])):
+        models[label] = tmp_path / label
+        result = runner.invoke(app, ["tsad", "train", "--data", str(data), "--out", str(models[label]), *TRAIN_ARGS,
+                                     *extra])
+        assert result.exit_code == 0, result.output
+    scoring = json.loads((models["picked"] / "config.json").read_text())["extras"]["params"]["config"]["scoring"]
+    assert scoring["score_channels"] == [0, 2] and scoring["smooth"] == 5
+    frame = pd.read_csv(data)
+    peak = {}
+    for column in ("v1", "v0"):
+        jumped = frame.copy()
+        jumped.loc[150:170, column] += 5.0
+        jumped.to_csv(tmp_path / f"{column}.csv", index=False)
+        for label, model_dir in models.items():
+            out = tmp_path / f"{label}_{column}.csv"
+            result = runner.invoke(app, ["tsad", "detect", "--model", str(model_dir), "--data",
+                                         str(tmp_path / f"{column}.csv"), "--out", str(out), "--device", "cpu"])
+            assert result.exit_code == 0, result.output
+            peak[(label, column)] = float(np.nanmax(pd.read_csv(out)["score"].to_numpy()[150:180]))
+    assert peak[("picked", "v1")] < 0.5 * peak[("all", "v1")]
+    assert peak[("picked", "v0")] > 3 * peak[("picked", "v1")]
+    for extra, message in ((["--score-columns", "v0,nope"], "--score-columns: nope; the value columns are v0, v1, v2"),
+                           (["--score-columns", ","], "no column given"),
+                           (["--preset", "skab"], "the score channels [1, 3, 7] (positions, from 0) need more than "
+                                                  "the data's 3 channel(s)")):
+        result = runner.invoke(app, ["tsad", "train", "--data", str(data), "--out", str(tmp_path / "bad"),
+                                     *TRAIN_ARGS, *extra])
+        assert result.exit_code == 2 and message in flat(result.output), result.output
+        assert not (tmp_path / "bad").exists()

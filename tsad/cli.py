@@ -144,8 +144,13 @@ def train(
         "--adapt-steps", help="For --adapt: gradient steps per round (Adam, 32 windows each). Default 5.")] = None,
     adapt_lr: Annotated[float | None, typer.Option(
         "--adapt-lr", help="For --adapt: the learning rate of those steps. Default 1e-3.")] = None,
-    smooth: Annotated[int, typer.Option("--smooth", help="Average each score over the last N rows (causal): "
-                                        "favours lasting deviations over one-row spikes.")] = 1,
+    smooth: Annotated[int | None, typer.Option("--smooth", help="Average each score over the last N rows (causal): "
+                                               "favours lasting deviations over one-row spikes. Default 1 (a "
+                                               "--preset keeps its own).")] = None,
+    score_columns: Annotated[str | None, typer.Option(
+        "--score-columns", help="Comma-separated value columns whose reconstruction errors make the score (the "
+        "network still reads and reconstructs every column). Leave out a column that drifts past its training "
+        "range without being the anomaly (SKAB's temperatures). Default: all (a --preset keeps its own).")] = None,
     duplicates: DuplicatesOpt = DEFAULT_DUPLICATES,
     data_format: Annotated[str, typer.Option(
         "--format", help="table (CSV or Parquet; the default) or log (a raw log file: --log-format; lines are "
@@ -196,8 +201,8 @@ def train(
                                           ("--bucket", bucket), ("--lines", lines)) if value is not None]
         if given:
             raise UserError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} with --format log")
-    elif time_col is not None or value_cols is not None:
-        raise UserError("--time-col and --value-cols apply to tables, not --format log")
+    elif time_col is not None or value_cols is not None or score_columns is not None:
+        raise UserError("--time-col, --value-cols and --score-columns apply to tables, not --format log")
     if preset_name is not None:
         base = preset(_value(preset_name))
     elif is_log:
@@ -230,11 +235,23 @@ def train(
         _train_log(data, out, config, log_format, log_regex, bucket, lines, top_templates, seed, device, quiet)
         return
     series = _load(data, time_col, _cols(value_cols), _value(duplicates))
+    if score_columns is not None:
+        config = config.updated({"scoring.score_channels": _channel_indices(_cols(score_columns) or [],
+                                                                             series.channels)})
     det = WindowDetector(config, seed=seed, device=device, progress=not quiet)
     det.fit(series, time_col=time_col or (series.timestamps.name if series.timestamps is not None else None))
     det.save(out, metrics={"train": {**det.train_stats_, **({"workers": workers} if workers > 1 else {})}})
     typer.echo(f"trained on {len(series)} rows x {len(series.channels)} channel(s) ({', '.join(series.channels)}); "
                f"threshold {det.threshold_.threshold_:.5g}; saved {out}")
+
+
+def _channel_indices(names: list[str], channels: list[str]) -> list[int]:
+    """Positions of the named value columns (--score-columns), each once, in the data's order."""
+    unknown = [n for n in names if n not in channels]
+    if unknown or not names:
+        raise UserError(f"--score-columns: {', '.join(unknown) or 'no column given'}; the value columns are "
+                        f"{', '.join(channels)}")
+    return sorted({channels.index(n) for n in names})
 
 
 def _train_log(data: Path, out: Path, config: DetectorConfig, log_format: str | None, log_regex: str | None,

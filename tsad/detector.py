@@ -142,6 +142,10 @@ class WindowDetector(Estimator):
             raise UserError("training data has missing or infinite values; fill gaps first")
         if len(values) < self.window + 1:
             raise UserError(f"training data has {len(values)} rows; it needs more than the window ({self.window})")
+        picked = cfg.scoring.score_channels
+        if picked is not None and not all(0 <= i < values.shape[1] for i in picked):
+            raise UserError(f"the score channels {list(picked)} (positions, from 0) need more than the data's "
+                            f"{values.shape[1]} channel(s); pick the columns with --score-columns")
         self.channel_names_ = list(train.channels) if isinstance(train, Series) else (
             channel_names or [f"ch{i}" for i in range(values.shape[1])])
         self.time_col_ = time_col
