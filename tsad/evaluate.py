@@ -235,8 +235,9 @@ class SplitRule:
 
 SPLITS = {
     "skab": SplitRule(SKAB_SPLIT_RULE, skab_halves,
-                      "the skab preset; its threshold margin was chosen on the tuning part "
-                      "(bench/tsad_skab_protocol.py)"),
+                      "the skab preset; its smoothing (bench/tsad_skab_protocol.py), score channels "
+                      "(bench/tsad_skab_channels.py) and threshold margin (bench/tsad_skab_test_rows.py) were "
+                      "chosen on the tuning part"),
     "msl": SplitRule(MSL_SPLIT_RULE, msl_halves,
                      "the msl preset; its smoothing span (scoring.smooth) was chosen on the tuning part "
                      "(bench/tsad_msl_protocol.py), then centred windows (bench/tsad_center.py)"),
