@@ -109,6 +109,24 @@ def test_evaluate_own_labelled_file(tmp_path: Path) -> None:
     assert doc["metrics"]["pr_auc"] > 0.5 and "rolling_zscore" in doc["baselines"]
 
 
+def test_evaluate_names_the_channel_that_carries_the_false_alarms(tmp_path: Path, flat) -> None:  # noqa: ANN001
+    """Two channels; v1 drifts upward through the test rows (labelled normal), v0 has a labelled
+    spike: the false alarms come from v1, and `evaluate` says so (printed and in --json)."""
+    data = _series(tmp_path / "l.csv", n=500, channels=2)
+    frame = pd.read_csv(data)
+    frame.loc[250:, "v1"] += np.linspace(0.0, 6.0, 250)
+    frame.loc[400:405, "v0"] += 5.0
+    frame["label"] = 0
+    frame.loc[400:405, "label"] = 1
+    frame.to_csv(data, index=False)
+    result = runner.invoke(app, ["tsad", "evaluate", "--data", str(data), "--train-rows", "250", "--epochs", "3",
+                                 "--json", str(tmp_path / "e.json"), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    blame = json.loads((tmp_path / "e.json").read_text())["false_alarm_channels"]
+    assert list(blame) == ["v1", "v0"] and blame["v1"] > 0.8 and abs(sum(blame.values()) - 1.0) < 1e-3
+    assert "false alarms by channel (mean share of the score on flagged normal test rows): v1" in flat(result.output)
+
+
 def test_evaluate_nab_slice(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AE_DATA_DIR", str(data_dir))
     result = runner.invoke(app, ["tsad", "evaluate", "--benchmark", "nab", "--limit", "2", "--epochs", "1",

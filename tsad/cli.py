@@ -429,6 +429,11 @@ def evaluate(
         typer.echo("f1/far/mar count the test rows; the *_whole_file columns count every row of each file, its "
                    "training rows too (SKAB's leaderboard convention): "
                    f"F1 {result.metrics['f1_whole_file']}, FAR {result.metrics['far_whole_file']}")
+    blame = result.extra.get("false_alarm_channels") or {}
+    if blame:
+        top = ", ".join(f"{name} {share:.0%}" for name, share in list(blame.items())[:4])
+        typer.echo(f"false alarms by channel (mean share of the score on flagged normal test rows): {top}; "
+                   "a channel that drifts without being the anomaly can be left out with train --score-columns")
     if json_out is not None:
         E.write_json(result, json_out)
         typer.echo(f"wrote {json_out}")

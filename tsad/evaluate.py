@@ -274,6 +274,7 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
     train_labels, ours_train_pred = [], []
     base_train_pred: dict[str, list[np.ndarray]] = {b: [] for b in baselines}
     points, score_seconds = 0, 0.0
+    blame = FalseAlarmChannels()
     for train, test in track(pairs, benchmark, progress):
         det = make().fit(train)
         if whole_files:  # before the test rows, which --adapt would learn from
@@ -287,6 +288,7 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
         labels.append(test.labels)
         ours.append(score)
         ours_pred.append(result.is_anomaly)
+        blame.add(test, result)
         if out is not None:
             _write_scored(test, result.score, result.is_anomaly, out)
         fitted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -337,7 +339,40 @@ def evaluate_split(pairs: list[tuple[Series, Series]], make: Callable[[], Window
     metrics["points_per_second"] = round(points / max(score_seconds, 1e-9))
     return EvalResult(benchmark, make().config.network.kind, metrics, base, time.perf_counter() - t0,
                       {"series": len(pairs), "metrics_all": metrics_all, "baselines_all": base_all,
-                       "tuning": tuning, "adapt": dataclasses.asdict(make().config.adapt) if adapt else False})
+                       "tuning": tuning, "adapt": dataclasses.asdict(make().config.adapt) if adapt else False,
+                       "false_alarm_channels": blame.shares()})
+
+
+class FalseAlarmChannels:
+    """Which channels carry our detector's false alarms: each channel's mean share of the score
+    (Scores.contributions) over the test rows flagged but labelled normal, over every test file.
+    A diagnostic, not a metric: a channel that drifts past its training range without being the
+    anomaly shows up here, and `train --score-columns` can leave it out of the score (SKAB's
+    temperatures, bench/tsad_skab_channels.py). Empty for one channel or when no row is a false alarm;
+    files whose channels differ from the first file's are left out."""
+
+    def __init__(self) -> None:
+        self.channels: list[str] | None = None
+        self.total: np.ndarray | None = None
+        self.rows = 0
+
+    def add(self, test: Series, result: Any) -> None:
+        if self.channels is None:
+            self.channels = list(test.channels)
+            self.total = np.zeros(len(self.channels))
+        wrong = np.asarray(result.is_anomaly, dtype=bool) & (np.asarray(test.labels) == 0)
+        if list(test.channels) != self.channels or not wrong.any():
+            return
+        self.total += np.nan_to_num(np.asarray(result.contributions, dtype=float)[wrong], nan=0.0).sum(axis=0)
+        self.rows += int(wrong.sum())
+
+    def shares(self) -> dict[str, float]:
+        """{channel: mean share}, largest first."""
+        if self.channels is None or len(self.channels) < 2 or not self.rows:
+            return {}
+        mean = self.total / self.rows
+        order = np.argsort(-mean, kind="stable")
+        return {self.channels[i]: round(float(mean[i]), 4) for i in order}
 
 
 def check_labels(labels: np.ndarray, name: str, offset: int = 0) -> None:
