@@ -22,19 +22,15 @@ Usage: AE_DATA_DIR=../shared/data python bench/tsad_skab_channels.py [--seeds 0,
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from _common import data_dir, median_range, table
-from tsad_skab_whole_file import KEYS, Runs
+from _common import data_dir
+from tsad_skab_whole_file import KEYS, Runs, bench_args, evaluation_report, write_record
 
-from core.jobs.atomic import atomic_write_text
-from tsad.evaluate import SKAB_SPLIT_RULE, _json_safe, skab_halves, skab_pairs
+from tsad.evaluate import SKAB_SPLIT_RULE, skab_halves, skab_pairs
 
 OUT = Path(__file__).with_name("tsad_skab_channels.json")
 FAR_CAP = 0.20
@@ -42,17 +38,19 @@ MIN_GAIN = 0.001
 MIN_CHANNELS = 2
 
 
+# the skab preset's threshold and smoothing when this round ran (it chose the score channels only;
+# pinned, so a rerun after later rounds changed the preset still measures the same detectors)
+ROUND_BASE = {"scoring.smooth": 30, "threshold.margin": 2.0}
+
+
 def setting(channels: tuple[int, ...], n_channels: int) -> dict:
-    """The preset's override for these score channels ({}: every channel, the preset as it is)."""
-    return {} if len(channels) == n_channels else {"scoring.score_channels": list(channels)}
+    """The preset with the round's base settings, scoring these channels (all of them: every channel)."""
+    return {**ROUND_BASE, "scoring.score_channels": list(channels)}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--jobs", type=int, default=2)
-    args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    args = bench_args()
+    seeds = args.seeds
     t0 = time.perf_counter()
     pairs = skab_pairs(data_dir())
     names = [test.name for _, test in pairs]
@@ -91,20 +89,17 @@ def main() -> None:
         print(f"chosen score channels: {[channel_names[c] for c in chosen]}", flush=True)
         runs.run([(setting(c, n), seed, f) for c in {chosen, tuple(range(n))} for seed in seeds for f in evaluate],
                  pool)
-    results = {"chosen channels, evaluation part": [runs.metrics(setting(chosen, n), s, evaluate) for s in seeds],
-               "skab preset (all channels), evaluation part": [runs.metrics({}, s, evaluate) for s in seeds]}
-    table(f"SKAB evaluation part ({len(evaluate)} files), score channels chosen on the tuning part: "
-          f"{[channel_names[c] for c in chosen]}; seeds {args.seeds}, median (min–max)", ["detector", *KEYS],
-          [[label, *[median_range([r[k] for r in per_seed]) for k in KEYS]] for label, per_seed in results.items()])
+    every = setting(tuple(range(n)), n)
+    results = evaluation_report(runs, {"chosen channels, evaluation part": setting(chosen, n),
+                                       "all 8 channels (the preset then), evaluation part": every},
+                                seeds, evaluate,
+                                f"SKAB evaluation part ({len(evaluate)} files), score channels chosen on the "
+                                f"tuning part: {[channel_names[c] for c in chosen]}")
     doc = {"rule": SKAB_SPLIT_RULE, "protocol": __doc__.split("Usage:")[0].strip(), "channel_names": channel_names,
            "tuning_files": tune, "evaluation_files": evaluate, "grid_seed": seeds[0], "far_cap": FAR_CAP,
            "min_gain": MIN_GAIN, "steps": steps, "chosen": list(chosen),
-           "chosen_names": [channel_names[c] for c in chosen], "seeds": seeds,
-           "results": {label: {"median": {k: statistics.median(r[k] for r in per_seed) for k in KEYS},
-                               "per_seed": per_seed} for label, per_seed in results.items()},
-           "seconds": round(time.perf_counter() - t0, 1)}
-    atomic_write_text(str(OUT), json.dumps(_json_safe(doc), indent=2, allow_nan=False))
-    print(f"wrote {OUT} ({doc['seconds']:.0f} s)")
+           "chosen_names": [channel_names[c] for c in chosen], "seeds": seeds, "results": results}
+    write_record(OUT, doc, t0)
 
 
 if __name__ == "__main__":

@@ -17,21 +17,17 @@ Usage: AE_DATA_DIR=../shared/data python bench/tsad_skab_test_rows.py [--seeds 0
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from _common import data_dir, median_range, table
-from tsad_skab_whole_file import KEYS, Runs
+from _common import data_dir
+from tsad_skab_whole_file import Runs, bench_args, evaluation_report, tuning_rows, write_record
 
-from core.jobs.atomic import atomic_write_text
 from tsad.config import preset
-from tsad.evaluate import SKAB_SPLIT_RULE, _json_safe, skab_halves, skab_pairs
+from tsad.evaluate import SKAB_SPLIT_RULE, skab_halves, skab_pairs
 
 OUT = Path(__file__).with_name("tsad_skab_test_rows.json")
 FAR_CAP = 0.20
@@ -39,45 +35,30 @@ GRID = [{"scoring.smooth": k, "threshold.margin": m} for k, m in itertools.produ
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--jobs", type=int, default=2)
-    args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    args = bench_args()
+    seeds = args.seeds
     t0 = time.perf_counter()
     names = [test.name for _, test in skab_pairs(data_dir())]
     tune, evaluate = skab_halves(names)
     runs = Runs()
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         runs.run([(s, seeds[0], n) for s in GRID for n in tune], pool)
-        grid = []
-        for setting in GRID:
-            m = runs.metrics(setting, seeds[0], tune)
-            grid.append({"setting": setting, **{f"tuning_{k}": m[k] for k in KEYS}})
-            print(f"  smooth {setting['scoring.smooth']}, margin {setting['threshold.margin']}: tuning test-row "
-                  f"F1 {m['f1']:.4f} FAR {m['far']:.4f} (whole files: F1 {m['f1_whole_file']:.4f} "
-                  f"FAR {m['far_whole_file']:.4f})", flush=True)
+        grid = tuning_rows(runs, GRID, seeds[0], tune)
         capped = [g for g in grid if g["tuning_far"] <= FAR_CAP]
         chosen = max(capped, key=lambda g: g["tuning_f1"])["setting"] if capped else {}
         print(f"chosen: {chosen or 'none qualifies: the preset stays'} ({time.perf_counter() - t0:.0f} s)", flush=True)
         runs.run([(s, seed, n) for s in (chosen, {}) for seed in seeds for n in evaluate], pool)
-    results = {"chosen, evaluation part": [runs.metrics(chosen, s, evaluate) for s in seeds],
-               "skab preset now, evaluation part": [runs.metrics({}, s, evaluate) for s in seeds]}
-    table(f"SKAB evaluation part ({len(evaluate)} files), threshold chosen on the tuning part by test-row FAR: "
-          f"{chosen}; seeds {args.seeds}, median (min–max)", ["detector", *KEYS],
-          [[label, *[median_range([r[k] for r in per_seed]) for k in KEYS]] for label, per_seed in results.items()])
+    results = evaluation_report(runs, {"chosen, evaluation part": chosen, "skab preset now, evaluation part": {}},
+                                seeds, evaluate, f"SKAB evaluation part ({len(evaluate)} files), threshold chosen "
+                                f"on the tuning part by test-row FAR: {chosen}")
     current = preset("skab")
     doc = {"rule": SKAB_SPLIT_RULE, "protocol": __doc__.split("Usage:")[0].strip(), "tuning_files": tune,
            "evaluation_files": evaluate, "grid_seed": seeds[0], "far_cap": FAR_CAP, "grid": grid,
            "qualified": bool(capped), "chosen": chosen,
            "preset_now": {"scoring.smooth": current.scoring.smooth, "threshold.margin": current.threshold.margin,
                           "scoring.score_channels": list(current.scoring.score_channels or [])},
-           "seeds": seeds,
-           "results": {label: {"median": {k: statistics.median(r[k] for r in per_seed) for k in KEYS},
-                               "per_seed": per_seed} for label, per_seed in results.items()},
-           "seconds": round(time.perf_counter() - t0, 1)}
-    atomic_write_text(str(OUT), json.dumps(_json_safe(doc), indent=2, allow_nan=False))
-    print(f"wrote {OUT} ({doc['seconds']:.0f} s)")
+           "seeds": seeds, "results": results}
+    write_record(OUT, doc, t0)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@ from tsad.evaluate import SKAB_SPLIT_RULE, _json_safe, _point_metrics, _whole_fi
 
 OUT = Path(__file__).with_name("tsad_skab_whole_file.json")
 FAR_CAP = 0.20
-GRID = [{"window": 64, "scoring.causal_tail": 16, "scoring.smooth": k, "threshold.margin": m}
-        for k, m in itertools.product((10, 30, 60), (1.0, 1.25, 1.5, 2.0))]
+# every channel scored, as the preset did when this round ran (pinned: later rounds chose 3 score channels)
+ALL_CHANNELS = list(range(8))
+GRID = [{"window": 64, "scoring.causal_tail": 16, "scoring.smooth": k, "threshold.margin": m,
+         "scoring.score_channels": ALL_CHANNELS} for k, m in itertools.product((10, 30, 60), (1.0, 1.25, 1.5, 2.0))]
 CURRENT: dict = {}  # the skab preset as tsad/config.py has it
 KEYS = ("f1", "far", "mar", "f1_whole_file", "far_whole_file", "mar_whole_file", "vus_pr")
 
@@ -81,46 +83,70 @@ class Runs:
         return {k: out[k] for k in KEYS}
 
 
-def main() -> None:
+def bench_args() -> argparse.Namespace:
+    """--seeds (the first one runs the tuning grid) and --jobs, as every SKAB round takes them."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    return args
+
+
+def tuning_rows(runs: Runs, settings: list[dict], seed: int, files: list[str]) -> list[dict]:
+    """Each setting's tuning metrics (`tuning_<key>`), printed in both conventions as they come."""
+    rows = []
+    for setting in settings:
+        m = runs.metrics(setting, seed, files)
+        rows.append({"setting": setting, **{f"tuning_{k}": m[k] for k in KEYS}})
+        print(f"  {key(setting)}: tuning whole-file F1 {m['f1_whole_file']:.4f} FAR {m['far_whole_file']:.4f} "
+              f"(test rows: F1 {m['f1']:.4f} FAR {m['far']:.4f})", flush=True)
+    return rows
+
+
+def evaluation_report(runs: Runs, detectors: dict[str, dict], seeds: list[int], files: list[str],
+                      title: str) -> dict[str, dict]:
+    """Each labelled setting on the evaluation files, every seed: the table (median, min–max) is
+    printed, and the JSON's `results` (median and per-seed figures) returned."""
+    results = {label: [runs.metrics(setting, s, files) for s in seeds] for label, setting in detectors.items()}
+    table(f"{title}; seeds {','.join(map(str, seeds))}, median (min–max)", ["detector", *KEYS],
+          [[label, *[median_range([r[k] for r in per_seed]) for k in KEYS]] for label, per_seed in results.items()])
+    return {label: {"median": {k: statistics.median(r[k] for r in per_seed) for k in KEYS}, "per_seed": per_seed}
+            for label, per_seed in results.items()}
+
+
+def write_record(path: Path, doc: dict, t0: float) -> None:
+    """The round's JSON record, written atomically, with its wall-clock seconds."""
+    doc["seconds"] = round(time.perf_counter() - t0, 1)
+    atomic_write_text(str(path), json.dumps(_json_safe(doc), indent=2, allow_nan=False))
+    print(f"wrote {path} ({doc['seconds']:.0f} s)")
+
+
+def main() -> None:
+    args = bench_args()
+    seeds = args.seeds
     t0 = time.perf_counter()
     names = [test.name for _, test in skab_pairs(data_dir())]
     tune, evaluate = skab_halves(names)
     runs = Runs()
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         runs.run([(s, seeds[0], n) for s in GRID for n in tune], pool)
-        grid = []
-        for setting in GRID:
-            m = runs.metrics(setting, seeds[0], tune)
-            grid.append({"setting": setting, **{f"tuning_{k}": m[k] for k in KEYS}})
-            print(f"  smooth {setting['scoring.smooth']}, margin {setting['threshold.margin']}: tuning whole-file "
-                  f"F1 {m['f1_whole_file']:.4f} FAR {m['far_whole_file']:.4f} (test rows: F1 {m['f1']:.4f} "
-                  f"FAR {m['far']:.4f})", flush=True)
+        grid = tuning_rows(runs, GRID, seeds[0], tune)
         capped = [g for g in grid if g["tuning_far_whole_file"] <= FAR_CAP]
         chosen = max(capped or grid, key=lambda g: g["tuning_f1_whole_file"])["setting"]
         print(f"chosen: {chosen}{' (fallback)' if not capped else ''} ({time.perf_counter() - t0:.0f} s)", flush=True)
         runs.run([(s, seed, n) for s in (chosen, CURRENT) for seed in seeds for n in evaluate], pool)
-    results = {"chosen, evaluation part": [runs.metrics(chosen, s, evaluate) for s in seeds],
-               "skab preset now, evaluation part": [runs.metrics(CURRENT, s, evaluate) for s in seeds]}
-    table(f"SKAB evaluation part ({len(evaluate)} files), chosen on the tuning part in SKAB's convention: {chosen}; "
-          f"seeds {args.seeds}, median (min–max)", ["detector", *KEYS],
-          [[label, *[median_range([r[k] for r in per_seed]) for k in KEYS]] for label, per_seed in results.items()])
+    results = evaluation_report(runs, {"chosen, evaluation part": chosen, "skab preset now, evaluation part": CURRENT},
+                                seeds, evaluate, f"SKAB evaluation part ({len(evaluate)} files), chosen on the "
+                                f"tuning part in SKAB's convention: {chosen}")
     current = preset("skab")
     doc = {"rule": SKAB_SPLIT_RULE, "protocol": __doc__.split("Usage:")[0].strip(), "tuning_files": tune,
            "evaluation_files": evaluate, "grid_seed": seeds[0], "far_cap": FAR_CAP, "grid": grid,
            "fallback": not capped, "chosen": chosen,
            "preset_now": {"window": current.window, "scoring.causal_tail": current.scoring.causal_tail,
                           "scoring.smooth": current.scoring.smooth, "threshold.margin": current.threshold.margin},
-           "seeds": seeds,
-           "results": {label: {"median": {k: statistics.median(r[k] for r in per_seed) for k in KEYS},
-                               "per_seed": per_seed} for label, per_seed in results.items()},
-           "seconds": round(time.perf_counter() - t0, 1)}
-    atomic_write_text(str(OUT), json.dumps(_json_safe(doc), indent=2, allow_nan=False))
-    print(f"wrote {OUT} ({doc['seconds']:.0f} s)")
+           "seeds": seeds, "results": results}
+    write_record(OUT, doc, t0)
 
 
 if __name__ == "__main__":
