@@ -13,8 +13,12 @@ then u1.test RMSE beside autorec and the bias baseline of the same run.
    Median over seeds and the spread (min–max); training seconds.
 Every setting tried, its validation RMSE and kept epochs, and the choice go to bench/recae_glocalk.json.
 
-Usage: AE_DATA_DIR=../shared/data python bench/recae_glocalk.py [--grid small|none] [--seeds 0 1 2]
-       [--device cpu] [--tune-only] [--threads 2]
+The user-based member of bench/recae_u1_stack.py (the same network with rows = users) is tuned the
+same way on the same split: --orientation users --grid users --tune-only --out
+bench/recae_glocalk_users.json (step 1 only; its record is separate).
+
+Usage: AE_DATA_DIR=../shared/data python bench/recae_glocalk.py [--grid small|none|users] [--seeds 0 1 2]
+       [--device cpu] [--tune-only] [--threads 2] [--orientation items|users] [--out JSON]
 """
 
 from __future__ import annotations
@@ -46,22 +50,29 @@ GRIDS = {  # (l2, sparsity, conv_axes)
     "small": [(l2, sp, "users") for l2, sp in itertools.product((3.5e-4, 5e-4, 7e-4, 1e-3), (1.5e-7, 5e-7))]
     + [(5e-4, 1.5e-7, "both")],
     "none": [],
+    # GLocal-K's network on the transposed matrix (rows = users; --orientation users, --tune-only):
+    # the user-based member of bench/recae_u1_stack.py, which first reused the item-based choice
+    "users": [(l2, 5e-7, "users") for l2 in (2.5e-4, 5e-4, 1e-3, 2e-3)],
 }
 
 
-def validation_data(seed: int = 0):  # noqa: ANN201
-    """(fit frame, item rows of the fit matrix, val user idx, val item idx, val ratings, global mean)."""
+def validation_data(seed: int = 0, orientation: str = "items"):  # noqa: ANN201
+    """(fit frame, the network's rows of the fit matrix, val column idx, val row idx, val ratings,
+    global mean): rows are items (the registered glocalk) or, with orientation "users", users."""
     base, _ = load_ml100k_fold(data_dir(), "u1")
     fit, val = random_split(base, 0.05, seed=seed)
     data = Interactions.from_frame(fit)
     u = data.user_map.index_array(val["user"].to_numpy())
     i = data.item_map.index_array(val["item"].to_numpy())
-    return fit, data.matrix.T.tocsr(), u, i, val["rating"].to_numpy(), float(fit["rating"].mean())
+    mean = float(fit["rating"].mean())
+    if orientation == "users":
+        return fit, data.matrix.tocsr(), i, u, val["rating"].to_numpy(), mean
+    return fit, data.matrix.T.tocsr(), u, i, val["rating"].to_numpy(), mean
 
 
 def tune_one(l2: float, sparsity: float, conv_axes: str, args: argparse.Namespace, val_data) -> dict:  # noqa: ANN001
     """Train one grid point on the fit part with validation RMSE after each epoch (whole matrix at once)."""
-    fit, items, vu, vi, vr, mean = val_data
+    fit, items, vu, vi, vr, mean = val_data  # items: the rows; vu, vi: column and row indices
     known = (vu >= 0) & (vi >= 0)
     entry = glocalk_model(l2=l2, sparsity=sparsity, conv_axes=conv_axes)
     torch.manual_seed(args.tune_seed)
@@ -71,7 +82,7 @@ def tune_one(l2: float, sparsity: float, conv_axes: str, args: argparse.Namespac
 
     def val_rmse(net: torch.nn.Module) -> float:
         pred = np.full(len(vr), mean)
-        out = net.reconstruct(x_full).float().cpu().numpy()  # items × users
+        out = net.reconstruct(x_full).float().cpu().numpy()  # rows × columns
         pred[known] = out[vi[known], vu[known]]
         return float(np.sqrt(np.mean((np.clip(pred, 1, 5) - vr) ** 2)))
 
@@ -93,7 +104,7 @@ def tune_one(l2: float, sparsity: float, conv_axes: str, args: argparse.Namespac
 
 
 def tune(args: argparse.Namespace) -> dict:
-    val_data = validation_data()
+    val_data = validation_data(orientation=args.orientation)
     rows: list[dict] = []
     for l2, sparsity, conv_axes in GRIDS[args.grid]:
         r = tune_one(l2, sparsity, conv_axes, args, val_data)
@@ -115,7 +126,8 @@ def tune(args: argparse.Namespace) -> dict:
     choice = {k: chosen[k] for k in ("l2", "sparsity", "conv_axes", "pretrain_epochs", "finetune_epochs",
                                      "val_rmse")}
     print(f"chosen: {choice}\n", flush=True)
-    doc = {"protocol": "validation = random_split(u1.base, 0.05, seed=0); an epoch = 10 L-BFGS iterations; "
+    doc = {"protocol": f"rows = {args.orientation}; "
+                       "validation = random_split(u1.base, 0.05, seed=0); an epoch = 10 L-BFGS iterations; "
                        f"at most {args.max_pretrain} pre-train + {args.max_finetune} fine-tune epochs, each phase "
                        f"keeps its best validation epoch (patience {args.patience}); "
                        "conv 'both' not eligible (see recae.glocalk)",
@@ -135,10 +147,14 @@ def main() -> None:
     ap.add_argument("--tune-seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--tune-only", action="store_true")
+    ap.add_argument("--orientation", choices=("items", "users"), default="items",
+                    help="the network's rows (users: tuning only, with --out elsewhere)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT, help="the JSON record (default bench/recae_glocalk.json)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.orientation == "users" and (not args.tune_only or args.out == OUT):
+        ap.error("--orientation users tunes only: give --tune-only and an --out other than the item record")
     if args.grid == "none":  # the registered glocalk's settings, as recorded
         choice = json.loads(args.out.read_text())["chosen"]
     else:
