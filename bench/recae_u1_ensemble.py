@@ -69,12 +69,12 @@ def register_glocalk(choice: dict, smoke: bool) -> str:
     return name
 
 
-def fit_predict(model: str, seed: int, train: pd.DataFrame, target: pd.DataFrame,
-                args: argparse.Namespace) -> tuple[np.ndarray, dict]:
-    """Train one member on `train`, predict `target`'s (user, item) pairs; users unseen in `train`
-    get its mean rating. Returns the predictions (clipped to [1, 5]) and the fit's settings/seconds."""
-    epochs = SMOKE_EPOCHS["autorec_epochs"] if args.smoke and model == AUTOREC else None
-    rec = AutoencoderRecommender(model=model, epochs=epochs, device=args.device, seed=seed)
+def trained_predictions(kwargs: dict, seed: int, train: pd.DataFrame, target: pd.DataFrame,
+                        device: str) -> tuple[np.ndarray, AutoencoderRecommender, float]:
+    """Train one member (AutoencoderRecommender keywords) on `train` and predict `target`'s (user,
+    item) pairs, clipped to [1, 5]; users unseen in `train` get its mean rating. Also returns the
+    fitted recommender and the training seconds."""
+    rec = AutoencoderRecommender(device=device, seed=seed, **kwargs)
     t0 = time.perf_counter()
     rec.fit(train)
     seconds = time.perf_counter() - t0
@@ -82,8 +82,16 @@ def fit_predict(model: str, seed: int, train: pd.DataFrame, target: pd.DataFrame
     known = target["user"].isin(rec.user_map_.raw).to_numpy()
     if known.any():
         pred[known] = rec.predict(target["user"].to_numpy()[known], target["item"].to_numpy()[known])
+    return np.clip(pred, 1, 5), rec, round(seconds, 1)
+
+
+def fit_predict(model: str, seed: int, train: pd.DataFrame, target: pd.DataFrame,
+                args: argparse.Namespace) -> tuple[np.ndarray, dict]:
+    """One member's predictions of `target` (trained_predictions) and the fit's settings/seconds."""
+    epochs = SMOKE_EPOCHS["autorec_epochs"] if args.smoke and model == AUTOREC else None
+    pred, rec, seconds = trained_predictions({"model": model, "epochs": epochs}, seed, train, target, args.device)
     settings = dict(rec.settings_)  # GLocal-K's L2 is its entry's own (see glocalk_chosen), not listed here
-    return np.clip(pred, 1, 5), {"seconds": round(seconds, 1), "settings": settings}
+    return pred, {"seconds": seconds, "settings": settings}
 
 
 def rmse(pred: np.ndarray, true: np.ndarray) -> float:

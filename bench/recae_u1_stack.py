@@ -58,14 +58,13 @@ import pandas as pd
 import torch
 from _common import data_dir, median, table
 from recae_glocalk import OUT as GLOCALK_JSON
-from recae_u1_ensemble import W_GRID, bias_baseline, blend, register_glocalk, rmse
+from recae_u1_ensemble import W_GRID, bias_baseline, blend, register_glocalk, rmse, trained_predictions
 
 from core.jobs.atomic import atomic_write_text
 from recae.datasets import load_ml100k_fold
 from recae.evaluate import explicit_metrics
 from recae.interactions import random_split
 from recae.models import REGISTRY, glocalk_model, register
-from recae.recommender import AutoencoderRecommender
 
 OUT = Path(__file__).with_name("recae_u1_stack.json")
 USERS_JSON = Path(__file__).with_name("recae_glocalk_users.json")
@@ -92,20 +91,6 @@ def register_members(choice: dict, user_choice: dict | None, smoke: bool) -> dic
             "autorec_users": {"model": user_autorec, "l2": U_AUTOREC_L2, "epochs": epochs}}
 
 
-def fit_predict(kwargs: dict, seed: int, train: pd.DataFrame, target: pd.DataFrame,
-                device: str) -> tuple[np.ndarray, float]:
-    """Train one member on `train`, predict `target`'s pairs (users unseen in `train`: its mean)."""
-    rec = AutoencoderRecommender(device=device, seed=seed, **kwargs)
-    t0 = time.perf_counter()
-    rec.fit(train)
-    seconds = time.perf_counter() - t0
-    pred = np.full(len(target), float(train["rating"].mean()))
-    known = target["user"].isin(rec.user_map_.raw).to_numpy()
-    if known.any():
-        pred[known] = rec.predict(target["user"].to_numpy()[known], target["item"].to_numpy()[known])
-    return np.clip(pred, 1, 5), round(seconds, 1)
-
-
 def seed_means(members: dict[str, dict], seeds: list[int], train: pd.DataFrame, target: pd.DataFrame,
                device: str, tag: str) -> tuple[dict[str, np.ndarray], list[dict]]:
     truth = target["rating"].to_numpy(dtype=float)
@@ -113,7 +98,7 @@ def seed_means(members: dict[str, dict], seeds: list[int], train: pd.DataFrame, 
     log = []
     for seed in seeds:
         for name, kwargs in members.items():
-            p, seconds = fit_predict(kwargs, seed, train, target, device)
+            p, _, seconds = trained_predictions(kwargs, seed, train, target, device)
             preds[name].append(p)
             log.append({"member": name, "seed": seed, "rmse": round(rmse(p, truth), 4), "seconds": seconds})
             print(f"  {tag} seed {seed} {name}: RMSE {rmse(p, truth):.4f}, {seconds} s", flush=True)
