@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.bundle import BundleConfig, ModuleBundle
 from core.conv1d import Conv1dAE, Conv1dConfig
 from core.dense import DenseAE, DenseConfig
 from core.specs import MODEL_CLASSES, model_from_spec, model_spec, register_model
 from core.variational import VAEConfig, VariationalAE
 
-__all__ = ["MODEL_CLASSES", "Conv1dAE", "DenseAE", "VariationalAE", "conv1d_vae", "dense_vae",
-           "model_from_spec", "model_spec", "register_model"]
+__all__ = ["MODEL_CLASSES", "BundleConfig", "Conv1dAE", "DenseAE", "ModuleBundle", "VariationalAE", "conv1d_vae",
+           "dense_vae", "model_from_spec", "model_spec", "register_model"]
 
 
 def dense_vae(input_dim: int, hidden: list[int], latent_size: int, **dense_kw: Any) -> VariationalAE:

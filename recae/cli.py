@@ -174,6 +174,10 @@ def _echo_selection(rec: object) -> None:
     """The search's record (stdout), and its warnings on stderr through the log."""
     import logging
 
+    stack = getattr(rec, "stack_", None)
+    if stack is not None:
+        _echo_stack(stack)
+        return
     selection = getattr(rec, "selection_", None)
     if selection is None:
         return
@@ -189,6 +193,16 @@ def _echo_selection(rec: object) -> None:
         typer.echo(line)
     for warning in selection.warnings():
         logging.getLogger("recae").warning(warning)
+
+
+def _echo_stack(stack: object) -> None:
+    """A stack's held-out record: each member, the blend, the bias baseline (recae.stack)."""
+    rows = [[name, f"{w:.3f}", rmse] for name, w, rmse in zip(stack.members, stack.weights,
+                                                              stack.member_validation_rmse)]
+    rows += [["intercept", f"{stack.intercept:.3f}", ""], ["stack", "", stack.validation_rmse],
+             ["bias baseline (user+item)", "", stack.baseline_rmse]]
+    echo_table(f"stack: weights fitted on {stack.validation_ratings} held-out ratings ({stack.fit_ratings} fit)",
+               ["member", "weight", "held-out RMSE"], rows)
 
 
 def _settings_text(settings: dict) -> str:
@@ -265,6 +279,9 @@ def evaluate(
         _echo_selection(rec)
     if selections:
         doc["selection"] = selections
+    stacks = {name: rec.stack_.to_dict() for name, rec in made.items() if getattr(rec, "stack_", None) is not None}
+    if stacks:  # a stack's weights and held-out figures, as `info` shows them
+        doc["stack"] = stacks
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(doc, indent=2))
         typer.echo(f"wrote {json_out}")
@@ -377,7 +394,8 @@ def info(
     doc = {"model": rec.model, "params": rec.get_params(), "users": len(rec.user_map_), "items": len(rec.item_map_),
            "ratings": int(rec.train_.nnz), "scale": list(rec.scale_), "settings": rec.settings_,
            "blend_weight": rec.blend_weight_,
-           "selection": rec.selection_.to_dict() if rec.selection_ is not None else None}
+           "selection": rec.selection_.to_dict() if rec.selection_ is not None else None,
+           "stack": rec.stack_.to_dict() if getattr(rec, "stack_", None) is not None else None}
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
@@ -385,6 +403,9 @@ def info(
                f"scale {rec.scale_[0]:g}-{rec.scale_[1]:g}")
     if rec.settings_ is not None:
         typer.echo("trained with " + _settings_text(rec.settings_))
+    if doc["stack"] is not None:
+        _echo_selection(rec)
+        return
     if rec.selection_ is None:
         typer.echo("settings not chosen on validation (trained --no-tune, pinned, or saved before the search)")
         return

@@ -16,6 +16,7 @@ that it can be searched and rated by title (`catalog()`).
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from core.artifact import Artifact
+from core.bundle import ModuleBundle
 from core.device import resolve_device
 from core.errors import UserError
 from core.estimator import Estimator, FittedState
@@ -34,6 +36,7 @@ from recae.interactions import IdMap, Interactions, to_csr
 from recae.metrics import evaluate_topn, topk_indices
 from recae.models import REGISTRY, ObservedEntries, RecModel, SparseRows, get_model
 from recae.selection import SETTINGS, SelectionPlan, SelectionResult, fit_bias, select_settings
+from recae.stack import StackWeights, fit_stack
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,9 @@ class AutoencoderRecommender(Estimator):
             raise UserError(f"hidden must be at least 1, got {self.hidden}")
         if validation is not None and not spec.implicit:
             raise UserError(f"validation users select epochs for the top-N models, not {self.model}")
+        if spec.members:
+            self.check_workers()
+            return self._fit_stack(spec, ratings)
         self._check_shape_settings(spec, self.residual, self.activation)
         self.check_workers()
         self._train_config(spec, validation is not None).validate()  # bad settings fail before any search
@@ -169,6 +175,45 @@ class AutoencoderRecommender(Estimator):
         self._full = None
         return self
 
+    def _fit_stack(self, spec: RecModel, ratings: pd.DataFrame) -> AutoencoderRecommender:
+        """A stack (recae.stack): its members trained with this recommender's seed, device and any
+        pinned settings (epochs, hidden, …), blended by weights fitted on held-out ratings; the shared
+        data (id maps, matrix, scale, bias baseline) are the members' own. Its history holds one
+        final training loss per member."""
+        if self.residual or self.activation is not None:
+            raise UserError(f"{self.model} is a stack of {', '.join(spec.members)}: residual and activation are "
+                            "its members' own")
+        lo_hi = ratings.attrs.get("scale")
+        scale = (tuple(map(float, lo_hi)) if lo_hi is not None
+                 else (float(ratings["rating"].min()), float(ratings["rating"].max())))
+
+        def make(name: str) -> AutoencoderRecommender:
+            return type(self)(model=name, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                              weight_decay=self.weight_decay, l2=self.l2, hidden=self.hidden, device=self.device,
+                              seed=self.seed, progress=self.progress)
+
+        t0 = time.perf_counter()
+        members, self.stack_ = fit_stack(make, spec.members, ratings, self.seed, scale)
+        self.members_ = members
+        self._share_members_data()
+        self.dataset_, self.titles_ = None, None
+        self.settings_ = {"members": list(spec.members), "weights": [round(w, 4) for w in self.stack_.weights],
+                          "intercept": round(self.stack_.intercept, 4)}
+        self.selection_ = None
+        self.module_ = ModuleBundle.of([m.module_ for m in members])
+        # one final training loss per member, in `members` order
+        self.history_ = History(train_loss=[m.history_.train_loss[-1] for m in members],
+                                seconds=time.perf_counter() - t0)
+        return self
+
+    def _share_members_data(self) -> None:
+        first = self.members_[0]
+        self.user_map_, self.item_map_ = first.user_map_, first.item_map_
+        self.train_, self.seen_ = first.train_, first.seen_
+        self.global_mean_, self.scale_, self.bias_ = first.global_mean_, first.scale_, first.bias_
+        self.blend_weight_ = 1.0  # each member applies its own
+        self._full = None
+
     def _check_shape_settings(self, spec: RecModel, residual: bool | None, activation: str | None) -> None:
         if residual and not spec.residual:
             allowed = ", ".join(name for name, entry in REGISTRY.items() if entry.residual)
@@ -204,7 +249,7 @@ class AutoencoderRecommender(Estimator):
         if self.workers == 1:
             return
         spec = self.spec
-        if spec.trainer is not None:
+        if spec.trainer is not None or spec.members:
             raise UserError(f"--workers > 1 trains with core's Trainer; {self.model} brings its own training loop: "
                             "use --workers 1")
         self._train_config(spec, False).validate()  # lbfgs (autorec), a missing `ray`
@@ -289,6 +334,8 @@ class AutoencoderRecommender(Estimator):
         """Scores (predicted ratings, or preference logits for implicit models) for known users by
         index, or for new users given their csr rating rows. A pure function of the model and rows."""
         self.check_fitted()
+        if getattr(self, "members_", None) is not None:
+            return self.stack_.blend([m.score_rows(user_idx, rows) for m in self.members_])
         item_based = self.spec.item_based
         if rows is None:
             scores = self._full_predictions()[user_idx] if item_based else self._forward_rows(self.train_[user_idx])
@@ -511,6 +558,8 @@ class AutoencoderRecommender(Estimator):
         return super().save(path, metrics)
 
     def _fitted_state(self) -> FittedState:
+        if getattr(self, "members_", None) is not None:
+            return self._stack_state()
         t = self.train_.tocoo()
         extras = {"user_map": self.user_map_.to_dict(), "item_map": self.item_map_.to_dict(),
                   "global_mean": self.global_mean_, "scale": self.scale_, "dataset": self.dataset_,
@@ -531,7 +580,45 @@ class AutoencoderRecommender(Estimator):
                            seen_col=torch.from_numpy(s.col.astype(np.int64)))
         return FittedState(self.module_, extras, tensors)
 
+    def _stack_state(self) -> FittedState:
+        """A stack: the bundle of its members' networks, each member's own state (its extras as it
+        would save them, its tensors under member{k}.), the weights, titles and dataset."""
+        extras: dict[str, Any] = {"stack": self.stack_.to_dict(), "titles": self.titles_, "dataset": self.dataset_,
+                                  "history": self.history_.to_dict(), "settings": self.settings_, "members": []}
+        tensors: dict[str, torch.Tensor] = {}
+        for k, member in enumerate(self.members_):
+            state = member._fitted_state()
+            extras["members"].append({"params": member.get_params(), **state.extras})
+            tensors.update({f"member{k}.{name}": value for name, value in state.tensors.items()})
+        return FittedState(self.module_, extras, tensors)
+
+    def _restore_stack(self, artifact: Artifact) -> None:
+        ex, bundle = artifact.extras, artifact.model
+        if not isinstance(bundle, ModuleBundle) or len(bundle.members) != len(ex["members"]):
+            raise ValueError("the stack's networks do not match its members")
+        self.members_ = []
+        for k, member_extras in enumerate(ex["members"]):
+            prefix = f"member{k}."
+            member = type(self)(**type(self)._params_from_saved(member_extras), device=self.device)
+            member._restore(Artifact(model=bundle.members[k], extras=member_extras,
+                                     tensors={name[len(prefix):]: value for name, value in artifact.tensors.items()
+                                              if name.startswith(prefix)}))
+            self.members_.append(member)
+        self.stack_ = StackWeights.from_dict(ex["stack"])
+        if self.stack_.members != [m.model for m in self.members_] or self.stack_.members != list(self.spec.members):
+            raise ValueError(f"the stack's members {self.stack_.members} are not {self.model}'s")
+        self._share_members_data()
+        self.module_ = bundle
+        self.dataset_, self.titles_ = ex.get("dataset"), ex.get("titles")
+        if self.titles_ is not None and len(self.titles_) != self.train_.shape[1]:
+            raise ValueError(f"{len(self.titles_)} titles for {self.train_.shape[1]} items")
+        self.history_ = History.from_dict(ex["history"])
+        self.settings_, self.selection_ = ex.get("settings"), None
+
     def _restore(self, artifact: Artifact) -> None:
+        if "members" in artifact.extras:
+            self._restore_stack(artifact)
+            return
         ex, t = artifact.extras, artifact.tensors
         shape = tuple(ex["shape"])
         self.module_ = artifact.model
@@ -560,6 +647,12 @@ class AutoencoderRecommender(Estimator):
         self._full = None
 
     def _self_check(self) -> None:
+        if getattr(self, "members_", None) is not None:  # a stack: each member whole, all on one matrix
+            for member in self.members_:
+                member._self_check()
+                if member.train_.shape != self.train_.shape or list(member.user_map_.raw) != list(self.user_map_.raw):
+                    raise UserError("the stack's members were not trained on the same ratings")
+            return
         n_users, n_items = self.train_.shape
         if (len(self.user_map_), len(self.item_map_)) != (n_users, n_items):
             raise UserError(f"the id maps ({len(self.user_map_)} users, {len(self.item_map_)} items) do not fit the "
