@@ -111,6 +111,8 @@ class AutoencoderRecommender(Estimator):
             raise UserError(f"hidden must be at least 1, got {self.hidden}")
         if validation is not None and not spec.implicit:
             raise UserError(f"validation users select epochs for the top-N models, not {self.model}")
+        for stale in ("members_", "stack_"):  # a refit as another model forgets an earlier stack
+            self.__dict__.pop(stale, None)
         if spec.members:
             self.check_workers()
             return self._fit_stack(spec, ratings)

@@ -61,6 +61,10 @@ def test_the_stack_predicts_its_blend_of_members_and_beats_each_on_the_held_out_
     assert again.stack_ == rec.stack_ and again.get_params() == rec.get_params()
     np.testing.assert_array_equal(again.predict(users, items), rec.predict(users, items))
     pd.testing.assert_frame_equal(again.fold_in(given, 5), top)
+    # refit as a single model, the stack is gone: it predicts what that model alone predicts
+    single = again.set_params(model="autorec").fit(frame)
+    alone = AutoencoderRecommender(model="autorec", epochs=3, device="cpu").fit(frame)
+    np.testing.assert_allclose(single.predict(users, items), alone.predict(users, items), rtol=1e-5)
 
 
 def test_stack_refuses_its_members_own_settings_and_workers() -> None:
