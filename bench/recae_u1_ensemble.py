@@ -49,6 +49,7 @@ from recae.evaluate import explicit_metrics
 from recae.interactions import IdMap, random_split
 from recae.models import REGISTRY, glocalk_model, register
 from recae.recommender import AutoencoderRecommender
+from recae.stack import held_out_predictions
 
 OUT = Path(__file__).with_name("recae_u1_ensemble.json")
 GLOCALK, AUTOREC = "glocalk-chosen", "autorec"
@@ -78,11 +79,7 @@ def trained_predictions(kwargs: dict, seed: int, train: pd.DataFrame, target: pd
     t0 = time.perf_counter()
     rec.fit(train)
     seconds = time.perf_counter() - t0
-    pred = np.full(len(target), float(train["rating"].mean()))
-    known = target["user"].isin(rec.user_map_.raw).to_numpy()
-    if known.any():
-        pred[known] = rec.predict(target["user"].to_numpy()[known], target["item"].to_numpy()[known])
-    return np.clip(pred, 1, 5), rec, round(seconds, 1)
+    return held_out_predictions(rec, train, target, (1.0, 5.0)), rec, round(seconds, 1)
 
 
 def fit_predict(model: str, seed: int, train: pd.DataFrame, target: pd.DataFrame,
@@ -92,6 +89,24 @@ def fit_predict(model: str, seed: int, train: pd.DataFrame, target: pd.DataFrame
     pred, rec, seconds = trained_predictions({"model": model, "epochs": epochs}, seed, train, target, args.device)
     settings = dict(rec.settings_)  # GLocal-K's L2 is its entry's own (see glocalk_chosen), not listed here
     return pred, {"seconds": seconds, "settings": settings}
+
+
+def seed_group_parser(doc: str, per_group: int, smoke: str) -> argparse.ArgumentParser:
+    """The arguments of a u1 ensemble bench: device, threads, seed groups, --smoke."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--groups", type=int, default=3, help="seed groups (repeats of the whole procedure)")
+    ap.add_argument("--per-group", type=int, default=per_group, help="seeds of each member in a group")
+    ap.add_argument("--smoke", action="store_true", help=smoke)
+    return ap
+
+
+def checked_seed_groups(ap: argparse.ArgumentParser) -> argparse.Namespace:
+    args = ap.parse_args()
+    if args.groups < 1 or args.per_group < 1:
+        ap.error("--groups and --per-group must be at least 1")
+    return args
 
 
 def rmse(pred: np.ndarray, true: np.ndarray) -> float:
@@ -152,15 +167,8 @@ def bias_baseline(base: pd.DataFrame, test: pd.DataFrame) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--groups", type=int, default=3, help="seed groups (repeats of the whole procedure)")
-    ap.add_argument("--per-group", type=int, default=3, help="seeds of each member in a group")
-    ap.add_argument("--smoke", action="store_true", help="1-2 epochs per member, record to a temp file")
-    args = ap.parse_args()
-    if args.groups < 1 or args.per_group < 1:
-        ap.error("--groups and --per-group must be at least 1")
+    ap = seed_group_parser(__doc__, per_group=3, smoke="1-2 epochs per member, record to a temp file")
+    args = checked_seed_groups(ap)
     torch.set_num_threads(args.threads)
     choice = json.loads(GLOCALK_JSON.read_text())["chosen"]
     members = [register_glocalk(choice, args.smoke), AUTOREC]

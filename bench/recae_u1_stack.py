@@ -46,7 +46,6 @@ Usage: AE_DATA_DIR=../shared/data python bench/recae_u1_stack.py [--device cpu] 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import tempfile
@@ -58,7 +57,16 @@ import pandas as pd
 import torch
 from _common import data_dir, median, table
 from recae_glocalk import OUT as GLOCALK_JSON
-from recae_u1_ensemble import W_GRID, bias_baseline, blend, register_glocalk, rmse, trained_predictions
+from recae_u1_ensemble import (
+    W_GRID,
+    bias_baseline,
+    blend,
+    checked_seed_groups,
+    register_glocalk,
+    rmse,
+    seed_group_parser,
+    trained_predictions,
+)
 
 from core.jobs.atomic import atomic_write_text
 from recae.datasets import load_ml100k_fold
@@ -133,17 +141,10 @@ def run_group(seeds: list[int], members: dict[str, dict], fit: pd.DataFrame, val
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--groups", type=int, default=3, help="seed groups (repeats of the whole procedure)")
-    ap.add_argument("--per-group", type=int, default=2, help="seeds of each member in a group")
-    ap.add_argument("--smoke", action="store_true", help="1 epoch per member, record to a temp file")
+    ap = seed_group_parser(__doc__, per_group=2, smoke="1 epoch per member, record to a temp file")
     ap.add_argument("--user-glocalk", choices=("tuned", "item"), default="tuned",
                     help="the user GLocal-K's setting: its own (recae_glocalk_users.json) or the item one (round 1)")
-    args = ap.parse_args()
-    if args.groups < 1 or args.per_group < 1:
-        ap.error("--groups and --per-group must be at least 1")
+    args = checked_seed_groups(ap)
     torch.set_num_threads(args.threads)
     choice = json.loads(GLOCALK_JSON.read_text())["chosen"]
     user_choice = json.loads(USERS_JSON.read_text())["chosen"] if args.user_glocalk == "tuned" else None

@@ -29,18 +29,20 @@ class BundleConfig:
 
 
 class ModuleBundle(nn.Module):
-    def __init__(self, config: BundleConfig) -> None:
+    """`modules`: the (trained) members themselves, matching `config`; None (loading) rebuilds them
+    from their specs for the saved weights to fill."""
+
+    def __init__(self, config: BundleConfig, modules: list[nn.Module] | None = None) -> None:
         super().__init__()
         config.validate()
         self.config = config
-        self.members = nn.ModuleList(model_from_spec(spec) for spec in config.members)
+        self.members = nn.ModuleList(modules if modules is not None
+                                     else (model_from_spec(spec) for spec in config.members))
 
     @classmethod
     def of(cls, modules: list[nn.Module]) -> ModuleBundle:
         """A bundle holding these (trained) modules themselves, not copies."""
-        bundle = cls(BundleConfig(members=[model_spec(m) for m in modules]))
-        bundle.members = nn.ModuleList(modules)
-        return bundle
+        return cls(BundleConfig(members=[model_spec(m) for m in modules]), modules)
 
 
 register_model(ModuleBundle, BundleConfig)

@@ -50,6 +50,13 @@ FOLD_IN_SHIFT_PRIOR = 5.0
 NEW_USER_PRIOR = 3.0
 
 
+def rating_scale(ratings: pd.DataFrame) -> tuple[float, float]:
+    """A declared scale (recae.datasets puts it in attrs) wins over the ratings' own min and max."""
+    declared = ratings.attrs.get("scale")
+    return (tuple(map(float, declared)) if declared is not None
+            else (float(ratings["rating"].min()), float(ratings["rating"].max())))
+
+
 class AutoencoderRecommender(Estimator):
     """`model` names a registry entry of recae.models; `epochs`, `batch_size`, `lr`, `weight_decay`,
     `l2` and `hidden` left as None take the entry's recipe and width (l2: DEFAULT_L2).
@@ -144,10 +151,7 @@ class AutoencoderRecommender(Estimator):
         # models learn from positives only, so their training matrix alone would miss the rest)
         self.seen_ = to_csr(ratings, self.user_map_, self.item_map_) if spec.implicit else self.train_
         self.global_mean_ = float(ratings["rating"].mean())
-        # a declared scale (recae.datasets puts it in attrs) wins over the ratings' own min and max
-        declared = ratings.attrs.get("scale")
-        self.scale_ = (tuple(map(float, declared)) if declared is not None
-                       else (float(ratings["rating"].min()), float(ratings["rating"].max())))
+        self.scale_ = rating_scale(ratings)
         self.dataset_ = None
         self.titles_: list[str | None] | None = None
         bias = None if spec.implicit else fit_bias(ratings, self.user_map_, self.item_map_)
@@ -185,17 +189,13 @@ class AutoencoderRecommender(Estimator):
         if self.residual or self.activation is not None:
             raise UserError(f"{self.model} is a stack of {', '.join(spec.members)}: residual and activation are "
                             "its members' own")
-        lo_hi = ratings.attrs.get("scale")
-        scale = (tuple(map(float, lo_hi)) if lo_hi is not None
-                 else (float(ratings["rating"].min()), float(ratings["rating"].max())))
-
         def make(name: str) -> AutoencoderRecommender:
             return type(self)(model=name, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                               weight_decay=self.weight_decay, l2=self.l2, hidden=self.hidden, device=self.device,
                               seed=self.seed, progress=self.progress)
 
         t0 = time.perf_counter()
-        members, self.stack_ = fit_stack(make, spec.members, ratings, self.seed, scale)
+        members, self.stack_ = fit_stack(make, spec.members, ratings, self.seed, rating_scale(ratings))
         self.members_ = members
         self._share_members_data()
         self.dataset_, self.titles_ = None, None
