@@ -76,13 +76,17 @@ class Pattern:
         return dense[self.row, self.col]
 
 
+def _sampled(a: torch.Tensor, b: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+    ones = pattern.csr(torch.ones(pattern.nnz, dtype=a.dtype, device=a.device))
+    return torch.sparse.sampled_addmm(ones, a, b, beta=0.0).values()
+
+
 class _SampledProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, pattern: Pattern) -> torch.Tensor:
         ctx.save_for_backward(a, b)
         ctx.pattern = pattern
-        ones = pattern.csr(torch.ones(pattern.nnz, dtype=a.dtype, device=a.device))
-        return torch.sparse.sampled_addmm(ones, a, b, beta=0.0).values()
+        return _sampled(a, b, pattern)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
@@ -93,6 +97,32 @@ class _SampledProduct(torch.autograd.Function):
         return grad_a, grad_b, None
 
 
+class _SparseDenseProduct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, values: torch.Tensor, b: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+        ctx.save_for_backward(values, b)
+        ctx.pattern = pattern
+        return pattern.csr(values) @ b
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        values, b = ctx.saved_tensors
+        pattern: Pattern = ctx.pattern
+        grad_values = _sampled(grad, b.T, pattern) if ctx.needs_input_grad[0] else None
+        grad_b = pattern.csr_transposed(values) @ grad if ctx.needs_input_grad[1] else None
+        return grad_values, grad_b, None
+
+
+def sparse_dense_product(values: torch.Tensor, b: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+    """`pattern.csr(values) @ b`, differentiable in the entry values too (their gradient is the
+    output gradient times bᵀ read at the pattern: a sampled product), for an input that is sparse
+    but computed (a convolution of sparse rows) rather than given."""
+    if values.shape != (pattern.nnz,) or b.shape[0] != pattern.shape[1]:
+        raise ValueError(f"cannot multiply {tuple(values.shape)} values at a {pattern.shape} pattern "
+                         f"by {tuple(b.shape)}")
+    return _SparseDenseProduct.apply(values, b, pattern)
+
+
 def sampled_product(a: torch.Tensor, b: torch.Tensor, pattern: Pattern) -> torch.Tensor:
     """(a @ b) at the pattern's entries, in its order: `pattern.gather(a @ b)` without the rest."""
     if a.shape[0] != pattern.shape[0] or b.shape[1] != pattern.shape[1] or a.shape[1] != b.shape[0]:
@@ -100,4 +130,4 @@ def sampled_product(a: torch.Tensor, b: torch.Tensor, pattern: Pattern) -> torch
     return _SampledProduct.apply(a, b, pattern)
 
 
-__all__ = ["Pattern", "sampled_product"]
+__all__ = ["Pattern", "sampled_product", "sparse_dense_product"]

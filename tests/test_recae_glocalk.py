@@ -127,19 +127,23 @@ def test_glocalk_is_among_evaluate_all_models(flat) -> None:  # noqa: ANN001
     assert result.exit_code == 0 and "glocalk" in flat(result.output)
 
 
-@pytest.mark.parametrize("phase", ["pre-train", "fine-tune"])
-def test_the_observed_entry_loss_is_the_dense_masked_loss_in_values_and_gradients(phase: str) -> None:
-    """Training computes the outputs at the observed ratings only (sparse input rows, a sampled output
-    layer, the bank's pooling through the output layer's column mean, each local kernel built once):
-    the loss and every gradient, the kernel bank's included, must be those of the dense masked loss."""
+@pytest.mark.parametrize(("phase", "conv_axes", "density"), [("pre-train", "users", 0.35), ("fine-tune", "users", 0.35),
+                                                          ("fine-tune", "both", 0.35), ("fine-tune", "users", 0.08)])
+def test_the_observed_entry_loss_is_the_dense_masked_loss_in_values_and_gradients(phase: str, conv_axes: str,
+                                                                                   density: float) -> None:
+    """Training computes the outputs at the observed ratings only (sparse input rows, the convolution
+    only where it can be non-zero, a sampled output layer, the bank's pooling through the output
+    layer's column mean, each local kernel built once): the loss and every gradient, the kernel
+    bank's included, must be those of the dense masked loss."""
     torch.manual_seed(0)
-    frame = _low_rank(n_users=30, n_items=20)
+    frame = _low_rank(n_users=30, n_items=20, density=density)
     x = torch.zeros(20, 30)
     x[frame["item"].to_numpy() - 1, frame["user"].to_numpy() - 1] = torch.tensor(frame["rating"].to_numpy()).float()
-    net = GLocalKNet(GLocalKConfig(input_dim=30, hidden=8))
-    bank = GlobalKernelBank(20, (1, 3))
+    net = GLocalKNet(GLocalKConfig(input_dim=30, hidden=8, conv_axes=conv_axes))
+    bank = GlobalKernelBank(20, net.config.conv_shape)
     objective = GLocalKObjective(l2=1e-2, sparsity=1e-3)
-    observed = ObservedBatch.of(x, x)
+    observed = ObservedBatch.of(x, x, net.config.conv_shape)
+    assert observed.conv is not None and observed.conv.pattern.nnz < x.numel()  # the sparse path runs
     params = [*net.parameters(), *bank.parameters()]
 
     def grads(batch: object, kernel: object) -> list[torch.Tensor]:
