@@ -6,7 +6,8 @@
   original's, and lr 0.02 instead of 0.01 because it takes 15x fewer steps per epoch.
 - autorec: I-AutoRec (Sedhain et al. 2015): each item's vector of user ratings in, one sigmoid
   layer of 500, identity out, L2 on the weights, loss on observed ratings only; trained full-batch
-  with L-BFGS as in the paper (mini-batch Adam stalls near RMSE 0.93 on ML-100K u1, L-BFGS 0.904).
+  with L-BFGS as in the paper (mini-batch Adam stalls near RMSE 0.93 on ML-100K u1, L-BFGS 0.904),
+  computing only the observed entries' outputs (ObservedEntries: the same loss and gradients).
 - deeprec: NVIDIA DeepRec style, user-based: SELU, heavy dropout on the code, dense re-feeding.
 - multdae / multvae (Liang et al. 2018): implicit positives (rating ≥ 4), L2-normalised input with
   dropout, tanh, multinomial likelihood. Sized for MovieLens-100K's 943 users, which overfit the
