@@ -47,7 +47,6 @@ from tsad.evaluate import nab_halves, nab_score_at
 
 OUT = Path(__file__).with_name("tsad_nab_threshold_rule.json")
 WIDTHS = (0.1, 0.25, 0.5)
-GRID_U = np.arange(0.0, 10.0 + 1e-9, 0.005)
 PROFILES = {"standard": "nab_standard", "reward_low_FP_rate": "nab_low_fp", "reward_low_FN_rate": "nab_low_fn"}
 
 Rule = Callable[[list[M.NabFile], str], float]  # (files, profile) -> threshold
@@ -58,18 +57,9 @@ def argmax_rule(files: list[M.NabFile], profile: str) -> float:
 
 
 def smoothed_rule(width: float) -> Rule:
-    """The grid threshold whose score, averaged over ±width decades of 1 − t, is highest."""
-    def pick(files: list[M.NabFile], profile: str) -> float:
-        top = max(float(np.max(f.scores)) for f in files)
-        grid = np.append(1.0 - 10.0 ** -GRID_U, np.nextafter(max(top, 1.0), np.inf))
-        prof = M.PROFILES[profile]
-        null, perfect = M.nab_bounds(files, prof)
-        norm = 100.0 * (M.nab_scores_at(files, grid, prof) - null) / (perfect - null)
-        half = int(round(width / 0.005))
-        padded = np.pad(norm, half, mode="edge")
-        smooth = np.convolve(padded, np.ones(2 * half + 1) / (2 * half + 1), mode="valid")
-        return float(grid[int(np.argmax(smooth))])
-    return pick
+    """The grid threshold whose score, averaged over ±width decades of 1 − t, is highest
+    (tsad.metrics.nab_plateau_threshold)."""
+    return lambda files, profile: M.nab_plateau_threshold(files, profile, width)
 
 
 RULES: dict[str, Rule] = {"argmax": argmax_rule, **{f"smoothed {w}": smoothed_rule(w) for w in WIDTHS}}

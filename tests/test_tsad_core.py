@@ -172,6 +172,22 @@ def test_nab_score_by_hand() -> None:
     assert raw(after) == pytest.approx(1.0 + 0.11 * float(M.scaled_sigmoid(51 / 99)))
 
 
+def test_nab_plateau_threshold_steps_back_from_a_narrow_best_point() -> None:
+    """A window detected at 1 − 10^-3.05 and a false alarm at 1 − 10^-3: the single best threshold sits
+    in the 0.05-decade gap between them (score 100), the plateau rule in the wide band below where
+    both fire (94.5), the threshold a file it did not see is likelier to share."""
+    n, window = 3000, [(2000, 2100)]  # probation 450 rows
+    scores = np.zeros(n)
+    scores[2000], scores[1000] = 1 - 10 ** -3.05, 1 - 10 ** -3.0
+    files = [M.NabFile(scores, window)]
+    best, argmax = M.nab_corpus_score(files)
+    assert best == pytest.approx(100.0) and argmax > 1 - 10 ** -3.0
+    plateau = M.nab_plateau_threshold(files, width=0.5)
+    assert 1 - 10 ** -2.4 < plateau < 1 - 10 ** -3.0
+    assert M.nab_corpus_score(files, thresholds=np.array([plateau]))[0] == pytest.approx(100 * (0.89 + 1) / 2)
+    assert M.nab_plateau_threshold(files, width=0.0) > 1 - 10 ** -3.0  # no averaging: the best point again
+
+
 def test_gap_policy_interpolates_short_and_fills_long() -> None:
     x = np.array([1.0, np.nan, 3.0, np.nan, np.nan, np.nan, 7.0])[:, None]
     filled, report = fill_gaps(x, max_gap=1)

@@ -12,7 +12,9 @@ NAB score, as implemented here:
 - a missed window costs −A_FN;
 - normalised over the corpus: 100·(raw − null)/(perfect − null), null = never detect, perfect =
   detect every window at its first row; one threshold per profile is optimised over the corpus,
-  trying every distinct score as NAB's optimiser does (exact, not a grid).
+  trying every distinct score as NAB's optimiser does (exact, not a grid). `nab_plateau_threshold`
+  is the alternative that bench/tsad_nab_threshold_rule.py weighed: the best score averaged over
+  ±w decades of 1 − t.
 """
 
 from __future__ import annotations
@@ -192,3 +194,24 @@ def nab_corpus_score(files: list[NabFile], profile: str | dict[str, float] = "st
     norm = 100.0 * (raw - null) / (perfect - null)
     i = int(np.argmax(norm))
     return float(norm[i]), float(thresholds[i])
+
+
+PLATEAU_DECADES = 0.5  # the width bench/tsad_nab_threshold_rule.py chose on NAB's tuning half (a tie)
+_GRID_STEP, _GRID_DECADES = 0.005, 10.0
+
+
+def nab_plateau_threshold(files: list[NabFile], profile: str | dict[str, float] = "standard",
+                          width: float = PLATEAU_DECADES) -> float:
+    """The threshold whose normalised NAB score, averaged over ±`width` decades of 1 − t, is highest
+    (a grid even in −log10(1 − t), 0 to 10 decades in steps of 0.005, then 1 and one point above every
+    score). Why: the corpus score is a jagged step function of the threshold, and a threshold meant
+    for other files might carry over better from a plateau than from the single best point. Used by
+    bench/tsad_nab_threshold_rule.py; `evaluate` keeps NAB's own rule (the best point), see the README."""
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    top = max((float(np.max(np.nan_to_num(f.scores, nan=0.0))) for f in files if len(f.scores)), default=0.0)
+    decades = np.arange(0.0, _GRID_DECADES + _GRID_STEP / 2, _GRID_STEP)
+    grid = np.append(1.0 - 10.0 ** -decades, [1.0, np.nextafter(max(top, 1.0), np.inf)])  # 1.0: saturated scores
+    raw = nab_scores_at(files, grid, prof)
+    half = int(round(width / _GRID_STEP))
+    smooth = np.convolve(np.pad(raw, half, mode="edge"), np.ones(2 * half + 1) / (2 * half + 1), mode="valid")
+    return float(grid[int(np.argmax(smooth))])
