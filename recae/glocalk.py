@@ -300,7 +300,7 @@ class ConvSupport:
     """Where a zero-padded (kh × kw) cross-correlation of a sparse matrix can be non-zero (an entry
     with a non-zero input under the kernel's footprint), and those inputs, one column per tap: the
     convolution at the support is then `taps @ kernel.flatten()`, and everywhere else exactly 0.
-    On ML-100K's item rows a 1 × 3 kernel's support is about 12 % of the matrix, so fine-tuning's
+    On ML-100K's item rows a 1 × 3 kernel's support is 13 % of the matrix (the ratings 5 %), so fine-tuning's
     first layer multiplies that instead of the dense convolved matrix."""
 
     shape: tuple[int, int]
