@@ -3,7 +3,8 @@ the product's `--tune` (recae.selection: a seeded 10 % of each user's ratings in
 model's grid searched on it beside the bias baseline, a validation-chosen blend towards the baseline,
 then a refit on all of uN.base), so no fold's test ratings, and no other fold's, ever choose a
 setting. This answers the issue-14 review point that autorec's L2 was chosen on u1.base (which holds
-u2..u5's test ratings) and reused for every fold. Models: glocalk and autorec, seeds --seeds (median and
+u2..u5's test ratings) and reused for every fold. Models: glocalk and autorec (and `--models stack`,
+whose weights are fitted inside each fold's base; it has no search of its own), seeds --seeds (median and
 min–max over seeds per fold; the five-fold mean of the per-fold medians), beside the user+item bias
 baseline of the same fold (deterministic). --jobs N runs N (fold, model, seed) fits at once, each on
 one torch thread.
@@ -43,6 +44,8 @@ def run(fold: str, model: str, seed: int, device: str) -> tuple[str, str, int, d
     sel = rec.selection_
     out["selection"] = {"chosen": sel.chosen, "blend_weight": sel.blend_weight, "model_val_rmse": sel.model_rmse,
                         "baseline_val_rmse": sel.baseline_rmse} if sel is not None else None
+    stack = getattr(rec, "stack_", None)  # a stack: its weights, fitted on a held-out 5 % of uN.base
+    out["stack"] = stack.to_dict() if stack is not None else None
     return fold, model, seed, out
 
 
