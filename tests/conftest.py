@@ -1,4 +1,5 @@
-"""Shared fixtures: the real-data directory (skipped when absent), deterministic seeding, CLI output."""
+"""Shared fixtures: the real-data directory (skipped when absent), deterministic seeding, CLI output,
+small generated ratings."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -33,3 +35,17 @@ def flat():  # noqa: ANN201 - a function of the CLI output
     """Typer's error box wraps long messages at the terminal's width (which differs between machines
     and Typer versions): join its lines without the box before looking for a message."""
     return lambda text: " ".join(text.replace("│", " ").split())
+
+
+def _taste_groups(n_users: int, n_items: int, per_user: int, seed: int = 0) -> pd.DataFrame:
+    """Two taste groups: users rate `per_user` items, their group's 4-5 and the others 1-2."""
+    rng = np.random.default_rng(seed)
+    rows = [(u + 1, i + 1, float(rng.integers(4, 6) if u % 2 == i % 2 else rng.integers(1, 3)))
+            for u in range(n_users) for i in rng.choice(n_items, per_user, replace=False)]
+    return pd.DataFrame(rows, columns=["user", "item", "rating"])
+
+
+@pytest.fixture
+def taste_ratings():  # noqa: ANN201 - a factory of rating frames
+    """`taste_ratings(n_users, n_items, per_user, seed=0)`: seeded two-group ratings (user, item, rating)."""
+    return _taste_groups

@@ -25,14 +25,6 @@ runner = CliRunner()
 WIDE = {"COLUMNS": "250"}  # no wrapping inside the help table
 
 
-def _ratings(n_users: int = 40, n_items: int = 30, seed: int = 0) -> pd.DataFrame:
-    """Two taste groups: users rate their group's items 4-5 and the others 1-2."""
-    rng = np.random.default_rng(seed)
-    rows = [(u + 1, i + 1, float(rng.integers(4, 6) if u % 2 == i % 2 else rng.integers(1, 3)))
-            for u in range(n_users) for i in rng.choice(n_items, 12, replace=False)]
-    return pd.DataFrame(rows, columns=["user", "item", "rating"])
-
-
 def test_registry_lists_every_model_and_get_model_names_the_choices() -> None:
     assert set(model_names()) >= {"course", "autorec", "deeprec", "multdae", "multvae"}
     assert all(get_model(name).name == name for name in model_names())
@@ -43,8 +35,8 @@ def test_registry_lists_every_model_and_get_model_names_the_choices() -> None:
 
 
 @pytest.mark.parametrize("model", model_names())
-def test_every_registered_model_fits_and_round_trips(model: str, tmp_path: Path) -> None:
-    frame = _ratings()
+def test_every_registered_model_fits_and_round_trips(model: str, tmp_path: Path, taste_ratings) -> None:
+    frame = taste_ratings(40, 30, 12)
     rec = AutoencoderRecommender(model=model, epochs=2, hidden=8, device="cpu").fit(frame)
     trained = rec.members_ if get_model(model).members else [rec]  # a stack trains each member
     assert rec.is_fitted and all(len(r.history_.train_loss) == 2 for r in trained)
@@ -67,13 +59,13 @@ def test_every_registered_model_fits_and_round_trips(model: str, tmp_path: Path)
         np.testing.assert_array_equal(rec.predict([1, 2], [3, 4]), again.predict([1, 2], [3, 4]))
 
 
-def test_get_params_are_the_init_arguments_and_set_params_checks_names(tmp_path: Path) -> None:
+def test_get_params_are_the_init_arguments_and_set_params_checks_names(tmp_path: Path, taste_ratings) -> None:
     given = dict(model="multdae", epochs=2, batch_size=16, lr=0.01, weight_decay=0.0, l2=0.0, hidden=8,
                  positive_threshold=3.5, seed=7, residual=None, activation=None)
     rec = AutoencoderRecommender(**given, device="cpu", progress=False)
     assert rec.get_params() == given  # device and progress are where it runs, not the model
     assert "hidden=8" in repr(rec)
-    rec.fit(_ratings()).save(tmp_path / "m")
+    rec.fit(taste_ratings(40, 30, 12)).save(tmp_path / "m")
     assert AutoencoderRecommender.load(tmp_path / "m", device="cpu").get_params() == given
     assert rec.set_params(lr=0.1, epochs=3) is rec and rec.lr == 0.1 and rec.epochs == 3
     with pytest.raises(UserError, match="no parameter.*learning_rate"):
@@ -91,9 +83,9 @@ def test_unfitted_use_raises_the_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
-def test_zero_is_a_setting_not_unset() -> None:
+def test_zero_is_a_setting_not_unset(taste_ratings) -> None:
     """lr=0 or hidden=0 used to fall back to the recipe (`x or default`); now they are checked."""
-    frame = _ratings()
+    frame = taste_ratings(40, 30, 12)
     rec = AutoencoderRecommender(model="deeprec", epochs=1, lr=0.0, device="cpu")
     with pytest.raises(UserError, match="learning rate must be positive"):
         rec.fit(frame)
@@ -108,7 +100,7 @@ def test_zero_is_a_setting_not_unset() -> None:
     assert not np.allclose(base.score_rows(np.arange(3)), no_decay.score_rows(np.arange(3)))
 
 
-def test_a_new_entry_is_all_a_new_model_needs() -> None:
+def test_a_new_entry_is_all_a_new_model_needs(taste_ratings) -> None:
     entry = RecModel(
         name="tiny-test", implicit=True, hidden=4,
         build=lambda n, hidden: DenseAE(DenseConfig(input_dim=n, hidden=[], code_size=hidden)),
@@ -116,7 +108,7 @@ def test_a_new_entry_is_all_a_new_model_needs() -> None:
         recipe=Recipe(epochs=2, batch_size=8, optimizer="adam", lr=1e-2))
     register(entry)
     try:
-        rec = AutoencoderRecommender(model="tiny-test", device="cpu").fit(_ratings())
+        rec = AutoencoderRecommender(model="tiny-test", device="cpu").fit(taste_ratings(40, 30, 12))
         assert rec.module_.config.code_size == 4 and len(rec.history_.train_loss) == 2
         assert "score" in rec.recommend(2, 3).columns  # implicit: ranks, does not predict ratings
         with pytest.raises(UserError, match="does not predict ratings"):
@@ -126,7 +118,7 @@ def test_a_new_entry_is_all_a_new_model_needs() -> None:
         del REGISTRY["tiny-test"]
 
 
-def test_split_rules_live_in_the_library(tmp_path: Path) -> None:
+def test_split_rules_live_in_the_library(tmp_path: Path, taste_ratings) -> None:
     with pytest.raises(UserError, match="predicts ratings.*multdae/multvae"):
         check_protocol("course", "users")
     with pytest.raises(UserError, match="ranks items"):
@@ -136,14 +128,14 @@ def test_split_rules_live_in_the_library(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unknown model"):
         check_protocol("svd", "u1")
     data = tmp_path / "r.csv"
-    _ratings().to_csv(data, index=False)
+    taste_ratings(40, 30, 12).to_csv(data, index=False)
     with pytest.raises(UserError, match="evaluation protocol"):
         training_ratings(str(data), "users")
     with pytest.raises(UserError, match="exists only for ml-100k"):
         training_ratings(str(data), "u1")
     train = training_ratings(str(data), "random", seed=1)
-    assert 0.8 * len(_ratings()) < len(train) < len(_ratings())
-    frame = _ratings()
+    assert 0.8 * len(taste_ratings(40, 30, 12)) < len(train) < len(taste_ratings(40, 30, 12))
+    frame = taste_ratings(40, 30, 12)
     # refused before any training
     with pytest.raises(UserError, match="predicts ratings"):
         evaluate_users(AutoencoderRecommender(model="course", device="cpu"), frame)

@@ -19,14 +19,6 @@ from recae.stack import VALIDATION_SHARE, StackWeights, least_squares_weights
 runner = CliRunner()
 
 
-def _ratings(n_users: int = 60, n_items: int = 40, seed: int = 0) -> pd.DataFrame:
-    """Two taste groups: users rate their group's items 4-5 and the others 1-2."""
-    rng = np.random.default_rng(seed)
-    rows = [(u + 1, i + 1, float(rng.integers(4, 6) if u % 2 == i % 2 else rng.integers(1, 3)))
-            for u in range(n_users) for i in rng.choice(n_items, 15, replace=False)]
-    return pd.DataFrame(rows, columns=["user", "item", "rating"])
-
-
 def test_least_squares_weights_recover_an_exact_blend() -> None:
     rng = np.random.default_rng(0)
     preds = rng.uniform(1, 5, size=(50, 3))
@@ -36,8 +28,9 @@ def test_least_squares_weights_recover_an_exact_blend() -> None:
     assert intercept == pytest.approx(0.5)
 
 
-def test_the_stack_predicts_its_blend_of_members_and_beats_each_on_the_held_out_ratings(tmp_path: Path) -> None:
-    frame = _ratings()
+def test_the_stack_predicts_its_blend_of_members_and_beats_each_on_the_held_out_ratings(tmp_path: Path,
+                                                                                       taste_ratings) -> None:
+    frame = taste_ratings(60, 40, 15)
     rec = AutoencoderRecommender(model="stack", epochs=3, device="cpu").fit(frame)
     spec = get_model("stack")
     assert [m.model for m in rec.members_] == list(spec.members) == rec.stack_.members
@@ -67,13 +60,13 @@ def test_the_stack_predicts_its_blend_of_members_and_beats_each_on_the_held_out_
     np.testing.assert_allclose(single.predict(users, items), alone.predict(users, items), rtol=1e-5)
 
 
-def test_stack_refuses_its_members_own_settings_and_workers() -> None:
+def test_stack_refuses_its_members_own_settings_and_workers(taste_ratings) -> None:
     with pytest.raises(UserError, match="residual and activation are its members' own"):
-        AutoencoderRecommender(model="stack", residual=True, device="cpu").fit(_ratings())
+        AutoencoderRecommender(model="stack", residual=True, device="cpu").fit(taste_ratings(60, 40, 15))
     with pytest.raises(UserError, match="use --workers 1"):
         AutoencoderRecommender(model="stack", workers=2, device="cpu").check_workers()
     with pytest.raises(UserError, match="a stack needs more ratings"):
-        AutoencoderRecommender(model="stack", epochs=1, device="cpu").fit(_ratings(n_users=3))
+        AutoencoderRecommender(model="stack", epochs=1, device="cpu").fit(taste_ratings(3, 40, 15))
 
 
 def test_a_stack_names_registered_explicit_members_only() -> None:
@@ -85,9 +78,9 @@ def test_a_stack_names_registered_explicit_members_only() -> None:
         StackWeights.from_dict({**StackWeights(["a"], [1.0], 0.0, 1.0, [1.0], 9, 1, 1.0).to_dict(), "weights": []})
 
 
-def test_cli_trains_a_stack_and_info_shows_its_held_out_record(tmp_path: Path) -> None:
+def test_cli_trains_a_stack_and_info_shows_its_held_out_record(tmp_path: Path, taste_ratings) -> None:
     data, out = tmp_path / "ratings.csv", tmp_path / "stack"
-    _ratings().to_csv(data, index=False)
+    taste_ratings(60, 40, 15).to_csv(data, index=False)
     result = runner.invoke(app, ["recae", "train", "--dataset", str(data), "--model", "stack", "--epochs", "2",
                                  "--out", str(out), "--device", "cpu", "--quiet"])
     assert result.exit_code == 0, result.output
