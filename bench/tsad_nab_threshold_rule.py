@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,6 +69,8 @@ RULES: dict[str, Rule] = {"argmax": argmax_rule, **{f"smoothed {w}": smoothed_ru
 def load(folder: Path, windows: dict[str, list[tuple[int, int]]]) -> dict[str, M.NabFile]:
     out = {}
     for name, wins in windows.items():
+        if not (folder / name).is_file():
+            sys.exit(f"{folder / name}: missing; write it with `ae tsad evaluate --benchmark nab --out {folder}`")
         frame = pd.read_csv(folder / name)
         out[name] = M.NabFile(np.nan_to_num(frame["anomaly_score"].to_numpy(dtype=float), nan=0.0), wins)
     return out
