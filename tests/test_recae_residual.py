@@ -80,7 +80,7 @@ def test_plain_autorec_trains_on_its_observed_entries_as_it_did_on_dense_rows() 
     """The plain (non-residual) autorec also trains full-batch on its observed entries, for speed:
     the network it learns is the one the dense masked rows give, to float32 rounding."""
     ratings = _ratings()
-    rec = AutoencoderRecommender(model="autorec", hidden=7, epochs=2, l2=0.05, seed=0).fit(ratings)
+    rec = AutoencoderRecommender(model="autorec", hidden=7, epochs=2, l2=0.05, seed=0, device="cpu").fit(ratings)
     assert not rec.residual_
     items = rec.train_.T.tocsr()
     torch.manual_seed(0)
