@@ -18,6 +18,18 @@ from typing import Any
 import torch
 
 
+def dense_only(device: torch.device) -> bool:
+    """Whether the sparse-matrix kernels these helpers use are missing or partial on the device
+    (Apple's MPS). There every helper builds the same products densely: more work, same numbers, so
+    callers need no device checks of their own."""
+    return device.type == "mps"
+
+
+def sparse_mm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x @ weight for an x that may be sparse (csr) or, on a dense-only device, dense."""
+    return torch.sparse.mm(x, weight) if x.layout != torch.strided else x @ weight
+
+
 def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     with warnings.catch_warnings():  # "sparse CSR support is in beta": the ops used here are long-standing
         warnings.simplefilter("ignore", UserWarning)
@@ -64,11 +76,16 @@ class Pattern:
         return int(self.col.numel())
 
     def csr(self, values: torch.Tensor) -> torch.Tensor:
-        """The sparse matrix with these entry values (in the pattern's order)."""
+        """The sparse matrix with these entry values (in the pattern's order); a dense one on a
+        dense-only device."""
+        if dense_only(values.device):
+            return values.new_zeros(self.shape).index_put((self.row, self.col), values)
         return _csr(self.crow, self.col, values, self.shape)
 
     def csr_transposed(self, values: torch.Tensor) -> torch.Tensor:
-        """The transpose of `csr(values)`, as a csr matrix."""
+        """The transpose of `csr(values)`, as a csr matrix (dense on a dense-only device)."""
+        if dense_only(values.device):
+            return self.csr(values).T
         return _csr(self.t_crow, self.t_col, values[self.transpose], (self.shape[1], self.shape[0]))
 
     def gather(self, dense: torch.Tensor) -> torch.Tensor:
@@ -77,6 +94,8 @@ class Pattern:
 
 
 def _sampled(a: torch.Tensor, b: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+    if dense_only(a.device):
+        return (a @ b)[pattern.row, pattern.col]
     ones = pattern.csr(torch.ones(pattern.nnz, dtype=a.dtype, device=a.device))
     return torch.sparse.sampled_addmm(ones, a, b, beta=0.0).values()
 
@@ -130,4 +149,4 @@ def sampled_product(a: torch.Tensor, b: torch.Tensor, pattern: Pattern) -> torch
     return _SampledProduct.apply(a, b, pattern)
 
 
-__all__ = ["Pattern", "sampled_product", "sparse_dense_product"]
+__all__ = ["Pattern", "dense_only", "sampled_product", "sparse_dense_product", "sparse_mm"]

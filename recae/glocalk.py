@@ -59,7 +59,7 @@ from core.errors import UserError
 from core.jobs.progress import progress_bar
 from core.layers import ConfiguredModule
 from core.losses import masked_mse
-from core.sampled import Pattern, sampled_product, sparse_dense_product
+from core.sampled import Pattern, sampled_product, sparse_dense_product, sparse_mm
 from core.specs import register_model
 from core.train import History, TrainConfig, as_source, to_device
 
@@ -119,7 +119,7 @@ class KernelLinear(nn.Module):
     def forward(self, x: torch.Tensor, kernel: torch.Tensor | None = None) -> torch.Tensor:
         weight = self.effective_weight(kernel)
         # a sparse input (the trainer's pre-training rows): only the observed ratings are multiplied
-        return (torch.sparse.mm(x, weight) if x.layout != torch.strided else x @ weight) + self.bias
+        return sparse_mm(x, weight) + self.bias
 
     def effective_weight(self, kernel: torch.Tensor | None = None) -> torch.Tensor:
         """W ⊙ K (K: the layer's local kernel unless given)."""

@@ -57,7 +57,7 @@ from core.errors import UserError
 from core.losses import BetaSchedule, masked_mse
 from core.models import dense_vae
 from core.objective import ReconstructionObjective
-from core.sampled import Pattern, sampled_product
+from core.sampled import Pattern, sampled_product, sparse_mm
 from core.train import History, Objective, TrainConfig
 from recae.glocalk import GLocalKConfig, GLocalKNet, GLocalKObjective, GLocalKTrainer
 from recae.recvae import AlternatingTrainer, RecVAEConfig, RecVAENet, RecVAEObjective
@@ -213,7 +213,7 @@ def observed_outputs(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.
     pattern = batch.get("pattern")
     if pattern is None:  # built once per batch (L-BFGS evaluates the same batch many times)
         pattern = batch["pattern"] = Pattern.from_csr(batch["crow"], batch["col"], shape)
-    hidden = encoder[1](torch.sparse.mm(pattern.csr(batch["values"]), encoder[0].weight.T) + encoder[0].bias)
+    hidden = encoder[1](sparse_mm(pattern.csr(batch["values"]), encoder[0].weight.T) + encoder[0].bias)
     sampled = sampled_product(hidden, decoder[0].weight.T, pattern)
     return decoder[1](sampled + decoder[0].bias[batch["col"]])
 

@@ -176,9 +176,9 @@ class AutoencoderRecommender(Estimator):
         make_trainer = spec.trainer or Trainer  # a model with its own loop (RecVAE) brings it in its entry
         trainer = make_trainer(cfg, spec.objective(l2, cfg.epochs))
         # full-batch on the observed entries only wherever the entry's network allows it (the same loss and
-        # gradients as the dense masked loss; a u1.base fit 16.5 -> 10.9 s on 2 CPU cores), except on MPS,
-        # whose sparse-matrix support is thin: a plain model keeps its dense rows there
-        observed = residual or (spec.residual and cfg.optimizer == "lbfgs" and resolve_device(cfg.device).type != "mps")
+        # gradients as the dense masked loss; a u1.base fit 16.5 -> 10.9 s on 2 CPU cores; on MPS core.sampled
+        # computes the same products densely)
+        observed = residual or (spec.residual and cfg.optimizer == "lbfgs")
         data = ObservedEntries(matrix) if observed else SparseRows(matrix, spec.inputs)
         self.history_: History = trainer.fit(self.module_, data, monitor)
         self.module_.eval()

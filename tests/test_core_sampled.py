@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.sampled import Pattern, sampled_product
+from core.sampled import Pattern, sampled_product, sparse_dense_product
 
 
 def _case(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -64,3 +64,25 @@ def test_a_pattern_from_a_csr_structure_is_the_pattern_of_its_mask() -> None:
     for field in ("row", "col", "crow", "t_crow", "t_col", "transpose"):
         assert torch.equal(getattr(ours, field), getattr(want, field)), field
     torch.testing.assert_close(ours.gather(mask.double()), torch.ones(ours.nnz, dtype=torch.float64))
+
+
+def test_on_a_dense_only_device_the_helpers_give_the_same_products_densely(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MPS lacks the sparse kernels used here; there the helpers compute densely (forced on the CPU
+    here): the values and gradients must not change, and no sparse tensor is built."""
+    mask, a, b = _case(4)
+    pattern = Pattern.of(mask)
+    values = torch.randn(pattern.nnz, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+
+    def run() -> list[torch.Tensor]:
+        sampled = sampled_product(a, b, pattern)
+        product = sparse_dense_product(values, c, pattern)
+        loss = (sampled ** 2).sum() + (product ** 3).sum()
+        return [sampled.detach(), product.detach(), *torch.autograd.grad(loss, (a, b, values, c))]
+
+    sparse = run()
+    monkeypatch.setattr("core.sampled.dense_only", lambda device: True)
+    assert pattern.csr(values.detach()).layout == torch.strided
+    assert pattern.csr_transposed(values.detach()).layout == torch.strided
+    for got, want in zip(run(), sparse):
+        torch.testing.assert_close(got, want)

@@ -127,14 +127,18 @@ def test_glocalk_is_among_evaluate_all_models(flat) -> None:  # noqa: ANN001
     assert result.exit_code == 0 and "glocalk" in flat(result.output)
 
 
+@pytest.mark.parametrize("dense_only", [False, True], ids=["sparse", "dense-only device"])
 @pytest.mark.parametrize(("phase", "conv_axes", "density"), [("pre-train", "users", 0.35), ("fine-tune", "users", 0.35),
                                                           ("fine-tune", "both", 0.35), ("fine-tune", "users", 0.08)])
-def test_the_observed_entry_loss_is_the_dense_masked_loss_in_values_and_gradients(phase: str, conv_axes: str,
-                                                                                   density: float) -> None:
+def test_the_observed_entry_loss_is_the_dense_masked_loss_in_values_and_gradients(
+        phase: str, conv_axes: str, density: float, dense_only: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Training computes the outputs at the observed ratings only (sparse input rows, the convolution
     only where it can be non-zero, a sampled output layer, the bank's pooling through the output
     layer's column mean, each local kernel built once): the loss and every gradient, the kernel
-    bank's included, must be those of the dense masked loss."""
+    bank's included, must be those of the dense masked loss. On a device without sparse kernels
+    (MPS; forced here on the CPU) core.sampled builds the same products densely: same numbers."""
+    if dense_only:
+        monkeypatch.setattr("core.sampled.dense_only", lambda device: True)
     torch.manual_seed(0)
     frame = _low_rank(n_users=30, n_items=20, density=density)
     x = torch.zeros(20, 30)
@@ -144,6 +148,7 @@ def test_the_observed_entry_loss_is_the_dense_masked_loss_in_values_and_gradient
     objective = GLocalKObjective(l2=1e-2, sparsity=1e-3)
     observed = ObservedBatch.of(x, x, net.config.conv_shape)
     assert observed.conv is not None and observed.conv.pattern.nnz < x.numel()  # the sparse path runs
+    assert (observed.sparse.layout == torch.strided) == dense_only
     params = [*net.parameters(), *bank.parameters()]
 
     def grads(batch: object, kernel: object) -> list[torch.Tensor]:

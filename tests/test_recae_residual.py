@@ -38,8 +38,13 @@ def _net(n: int, activation: str = "sigmoid") -> DenseAE:
     return DenseAE(DenseConfig(input_dim=n, hidden=[], code_size=7, code_activation=activation, out_activation=None))
 
 
+@pytest.mark.parametrize("dense_only", [False, True], ids=["sparse", "dense-only device"])
 @pytest.mark.parametrize("activation", ["sigmoid", "identity"])
-def test_observed_entry_loss_and_gradients_equal_the_dense_masked_ones(activation: str) -> None:
+def test_observed_entry_loss_and_gradients_equal_the_dense_masked_ones(activation: str, dense_only: bool,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also where core.sampled computes densely (MPS, which lacks its sparse kernels; forced here)."""
+    if dense_only:
+        monkeypatch.setattr("core.sampled.dense_only", lambda device: True)
     rng = np.random.default_rng(1)
     dense = np.where(rng.random((9, 12)) < 0.3, rng.integers(1, 6, (9, 12)), 0).astype(np.float32)
     matrix = sp.csr_matrix(dense)
