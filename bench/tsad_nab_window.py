@@ -21,18 +21,9 @@ Usage: AE_DATA_DIR=../shared/data python bench/tsad_nab_window.py [--seeds 0,1,2
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
-from _common import data_dir, table
-from tsad_nab_protocol import alerting, score_all, scores, summary
-
-from core.jobs.atomic import atomic_write_text
-from tsad import metrics as M
-from tsad.config import preset
-from tsad.datasets import iter_nab
-from tsad.evaluate import nab_halves
+from _nab_grid import run_round
 
 OUT = Path(__file__).with_name("tsad_nab_window.json")
 WINDOWS = (32, 64, 96)
@@ -45,39 +36,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--windows", default=",".join(map(str, WINDOWS)), help="a subset of the grid, to run it in parts")
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
-    t0 = time.perf_counter()
-    series = {s.name: s for s in iter_nab(data_dir())}
-    tune, evaluate = nab_halves(list(series))
-    setting = {k: getattr(preset("nab").alerting, k) for k in ("long", "short", "level", "peak_window")}
-    doc: dict = {"protocol": __doc__.split("Usage:")[0].strip(), "tuning_files": tune, "evaluation_files": evaluate,
-                 "seeds": seeds, "windows": {}}
-    for window in [int(w) for w in args.windows.split(",")]:
-        raw = score_all(list(series), seeds, args.jobs, {"window": window})
-        per_seed = [scores({n: M.NabFile(alerting(setting, series[n], *raw[(n, s)]), series[n].windows)
-                            for n in series}, tune, evaluate) for s in seeds]
-        doc["windows"][str(window)] = summary(per_seed)
-        tuned = doc["windows"][str(window)]["median"]["tuning_standard"]
-        print(f"window {window}: tuning-half standard {tuned:.2f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        atomic_write_text(str(args.out), json.dumps(doc, indent=2))
-    done = doc["windows"]
-    best = max(done, key=lambda w: done[w]["median"]["tuning_standard"])
-    doc["chosen"] = int(best)
-    if str(WINDOWS[0]) in done:  # the adoption rule needs the preset's window beside it
-        bar = done[str(WINDOWS[0])]["range"]["tuning_standard"][1]
-        doc["adopted"] = int(best) if done[best]["median"]["tuning_standard"] > bar else WINDOWS[0]
-    keys = ("tuning_standard", "evaluation_standard", "evaluation_low_fp", "evaluation_low_fn", "corpus_standard",
-            "evaluation_standard_own_threshold", "corpus_standard_own_threshold")
-    table(f"NAB, window chosen on the tuning half ({len(tune)} files): {best} (adopted: {doc.get('adopted')}); "
-          f"median over seeds {args.seeds} (range)",
-          ["window", "tuning standard", "evaluation standard", "evaluation low FP", "evaluation low FN",
-           "whole corpus standard", "evaluation, own threshold (optimistic)",
-           "whole corpus, own threshold (NAB's convention)"],
-          [[w, *[f"{d['median'][k]:.2f} ({d['range'][k][0]:.2f}–{d['range'][k][1]:.2f})" for k in keys]]
-           for w, d in done.items()])
-    doc["seconds"] = round(time.perf_counter() - t0, 1)
-    atomic_write_text(str(args.out), json.dumps(doc, indent=2))
-    print(f"wrote {args.out} ({doc['seconds']:.0f} s)")
+    run_round(__doc__.split("Usage:")[0].strip(), "window", [int(w) for w in args.windows.split(",")], args.out,
+              [int(s) for s in args.seeds.split(",")], args.jobs, "windows", WINDOWS[0])
 
 
 if __name__ == "__main__":

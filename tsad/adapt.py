@@ -35,12 +35,20 @@ if TYPE_CHECKING:
     from tsad.detector import Scores, WindowDetector
 
 
+def check_adaptable(det: WindowDetector) -> None:
+    """Refuse, before any input is read, a detector that adaptation cannot serve."""
+    if det.config.network.ensemble > 1:
+        raise UserError(f"--adapt adapts one network; this detector averages {det.config.network.ensemble} "
+                        "(network.ensemble): train it without --ensemble to adapt it")
+
+
 class OnlineAdapter:
     """One series' adaptation: its recent rows and verdicts, its round count and adapted weights.
 
     `state()` is plain JSON; `weights` (None until the first round) go to safetensors by the caller."""
 
     def __init__(self, det: WindowDetector) -> None:
+        check_adaptable(det)
         self.det, self.config = det, det.config.adapt
         self.rows = 0  # rows seen by this series, earlier runs included
         self.rounds = 0

@@ -62,6 +62,11 @@ AdaptOpt = Annotated[bool, typer.Option(
     "a few gradient steps on the recent rows judged normal, so drift stops raising the errors. Deterministic for "
     "the model's seed; the adapted weights are kept in --state (safetensors).")]
 
+EnsembleOpt = Annotated[int | None, typer.Option(
+    "--ensemble", help="Train N networks apart (seeds seed … seed+N−1) and average their errors: a score that leans "
+    "less on one training run's luck, for N times the training and scoring work. Default 1 (a --preset keeps "
+    "its own); not with --adapt.")]
+
 
 def _value(choice: Enum | str | None) -> str | None:
     return choice.value if isinstance(choice, Enum) else choice
@@ -112,6 +117,7 @@ def train(
         "when a level itself is the anomaly). Default on; the presets keep it off.")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Maximum training epochs (early stopping on). "
                                                "Default 50.")] = None,
+    ensemble: EnsembleOpt = None,
     threshold: Annotated[ThresholdChoice | None, typer.Option(
         "--threshold", help="max (largest training error; the default), percentile (--threshold-q), contamination "
         "(--contamination) or pot (extreme value, --risk).")] = None,
@@ -225,7 +231,8 @@ def train(
         raise UserError("--noise-level applies with --denoise")
     config = base.updated({
         "window": window, "stride": stride, "network.kind": _value(model), "network.denoise": _value(denoise),
-        "network.noise_level": noise_level, "network.center": center, "training.epochs": epochs, "threshold.rule": rule,
+        "network.noise_level": noise_level, "network.center": center, "network.ensemble": ensemble,
+        "training.epochs": epochs, "threshold.rule": rule,
         "threshold.q": threshold_q, "threshold.contamination": contamination, "threshold.risk": risk,
         "threshold.margin": margin, "scoring.smooth": smooth, "alerting.mode": mode, "alerting.level": level_check,
         "alerting.cutoff": cutoff, "alerting.risk": spot_risk, "training.workers": workers,
@@ -372,6 +379,7 @@ def evaluate(
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N files (quick checks).")] = None,
     window: Annotated[int | None, typer.Option("--window", help="Window length (default per benchmark).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per file (default per benchmark).")] = None,
+    ensemble: EnsembleOpt = None,
     model: Annotated[ModelChoice, typer.Option("--model", help="Network variant: " + _VARIANT_HELP + ".")] = "conv",
     duplicates: Annotated[DuplicatesChoice, typer.Option(
         "--duplicates", help="With --data: rows that repeat a timestamp (first, last, drop or error; see `train "
@@ -402,7 +410,8 @@ def evaluate(
             raise UserError("--adapt applies to numeric series, not the log benchmark")
         _evaluate_logs(name, seed, device, json_out, quiet)
         return
-    config = preset(name).updated({"window": window, "training.epochs": epochs, "network.kind": _value(model)})
+    config = preset(name).updated({"window": window, "training.epochs": epochs, "network.kind": _value(model),
+                                   "network.ensemble": ensemble})
     config.validate()  # before any long work
     if benchmark is not None:
         result = E.run_benchmark(name, config, seed=seed, device=device, out=out, limit=limit, progress=not quiet,

@@ -22,6 +22,7 @@ from tsad.alerting import AlertingConfig
 # and spot alerting became the defaults (its absent fields mean what they meant then: _V2_MEANT)
 CONFIG_VERSION = 3
 THRESHOLD_RULES = ("max", "percentile", "contamination", "pot")
+MAX_ENSEMBLE = 16  # networks in one detector
 MAX_ROWS = 100_000  # window and smoothing lengths: beyond this a "row of history" is surely a mistake
 # set by the estimator (or the CLI: workers) at fit time; how it trains, not what the model is
 _TRAIN_RUNTIME = ("device", "progress", "description", "seed", "workers")
@@ -45,6 +46,9 @@ class NetworkConfig:
     # 3, chosen with spot alerting on drifting tuning streams (bench/tsad_drift_default.py); the
     # benchmark presets keep it off (bench/tsad_center.py)
     center: bool = True
+    # networks trained apart (seeds seed, seed + 1, …) whose squared errors are averaged: a score
+    # that leans less on one training run's luck, for `ensemble` times the training and scoring work
+    ensemble: int = 1
 
 
 @dataclass
@@ -126,6 +130,8 @@ class DetectorConfig:
                          ("--noise-level", 0 <= self.network.noise_level <= 10)):
             if not ok:
                 raise UserError(f"{name} is out of range; see `ae tsad train --help`")
+        if not 1 <= self.network.ensemble <= MAX_ENSEMBLE:
+            raise UserError(f"--ensemble must be between 1 and {MAX_ENSEMBLE}")
         tail = self.scoring.causal_tail
         if tail is not None and not 1 <= tail <= self.window:
             raise UserError("causal_tail must be between 1 and the window length")

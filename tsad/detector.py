@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from core.artifact import Artifact
+from core.bundle import ModuleBundle
 from core.corruption import Corruption
 from core.device import resolve_device
 from core.errors import ArtifactError, UserError
@@ -109,6 +110,21 @@ def as_window_model(variant: Variant, module: nn.Module, channels: int, window: 
     return CenteredWindows(net) if center else net
 
 
+class WindowEnsemble(nn.Module):
+    """Window models trained apart (network.ensemble); see `squared_errors`."""
+
+    def __init__(self, nets: list[nn.Module]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+
+def squared_errors(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(window − reconstruction)² per entry; an ensemble's is the mean of its members' errors."""
+    if isinstance(net, WindowEnsemble):
+        return torch.stack([squared_errors(member, x) for member in net.nets]).mean(dim=0)
+    return (net.reconstruct(x) - x) ** 2
+
+
 class WindowDetector(Estimator):
     """`WindowDetector(config, seed=0).fit(train).score(series)`; `config` is a DetectorConfig (or its
     dict form), the runtime settings (device, progress) are not saved with the model."""
@@ -152,20 +168,20 @@ class WindowDetector(Estimator):
         self.scaler_ = Scaler().fit(values)
         scaled = self.scaler_.transform(values)
         windows = torch.from_numpy(np.ascontiguousarray(sliding_windows(scaled, self.window, cfg.stride)))
-        torch.manual_seed(self.seed)
         variant = get_variant(cfg.network.kind)
-        self.module_ = variant.build(cfg.network, values.shape[1], self.window)
-        self._net = as_window_model(variant, self.module_, values.shape[1], self.window, cfg.network.center)
+        modules, nets, histories = [], [], []
+        for k in range(cfg.network.ensemble):  # member k: seed + k
+            torch.manual_seed(self.seed + k)
+            modules.append(variant.build(cfg.network, values.shape[1], self.window))
+            nets.append(as_window_model(variant, modules[-1], values.shape[1], self.window, cfg.network.center))
+            histories.append(self._train(nets[-1], windows, self.seed + k))
+            nets[-1].eval()
+        self.module_ = modules[0] if len(modules) == 1 else ModuleBundle.of(modules)
+        self._net = nets[0] if len(nets) == 1 else WindowEnsemble(nets)
         self._placed = None
-        net = cfg.network
-        objective = ReconstructionObjective(
-            corruption=Corruption(net.denoise, net.noise_level) if net.denoise else None,
-            beta=BetaSchedule(beta=1e-3, warmup_epochs=max(1, cfg.training.epochs // 4)))
-        train_cfg = dataclasses.replace(
-            cfg.training, val_fraction=cfg.training.val_fraction if len(windows) >= 20 else 0.0, seed=self.seed,
-            device=self.device, progress=self.progress, description="tsad train")
-        self.history_: History = Trainer(train_cfg, objective).fit(self._net, windows)
-        self._net.eval()
+        # an ensemble's history holds one final training loss per member (as recae's stack does)
+        self.history_: History = histories[0] if len(histories) == 1 else History(
+            train_loss=[h.train_loss[-1] for h in histories], seconds=sum(h.seconds for h in histories))
         train_scores = self._score_scaled(scaled, "causal").score
         finite = train_scores[np.isfinite(train_scores)]
         th = cfg.threshold
@@ -176,6 +192,16 @@ class WindowDetector(Estimator):
         self.train_stats_ = {"rows": int(len(values)), "windows": int(len(windows)),
                              "score_median": float(np.median(finite)), "score_max": float(finite.max())}
         return self
+
+    def _train(self, net: nn.Module, windows: torch.Tensor, seed: int) -> History:
+        cfg = self.config
+        objective = ReconstructionObjective(
+            corruption=Corruption(cfg.network.denoise, cfg.network.noise_level) if cfg.network.denoise else None,
+            beta=BetaSchedule(beta=1e-3, warmup_epochs=max(1, cfg.training.epochs // 4)))
+        train_cfg = dataclasses.replace(
+            cfg.training, val_fraction=cfg.training.val_fraction if len(windows) >= 20 else 0.0, seed=seed,
+            device=self.device, progress=self.progress, description="tsad train")
+        return Trainer(train_cfg, objective).fit(net, windows)
 
     # ------------------------------------------------------------------------------------ score
     def _placed_net(self) -> torch.device:
@@ -197,7 +223,7 @@ class WindowDetector(Estimator):
         for start in range(0, len(views), batch):
             chunk = np.ascontiguousarray(views[start:start + batch])
             x = torch.from_numpy(chunk if chunk.flags.writeable else chunk.copy()).to(device)
-            out[start:start + batch] = ((self._net.reconstruct(x) - x) ** 2).cpu().numpy()
+            out[start:start + batch] = squared_errors(self._net, x).cpu().numpy()
         return out
 
     def _score_scaled(self, scaled: np.ndarray, mode: str) -> Scores:
@@ -301,8 +327,13 @@ class WindowDetector(Estimator):
         self.alerting_ = alerting_from_dict(self.config.alerting, self.threshold_.threshold_, ex.get("alerting"))
         self.train_stats_ = ex.get("train_stats", {})
         self.history_ = History.from_dict(ex["history"]) if "history" in ex else History()
-        self._net = as_window_model(get_variant(self.config.network.kind), self.module_, len(self.channel_names_),
-                                    self.window, self.config.network.center)
+        members = list(self.module_.members) if isinstance(self.module_, ModuleBundle) else [self.module_]
+        if len(members) != self.config.network.ensemble:
+            raise ArtifactError(f"the model holds {len(members)} network(s) where its config's ensemble says "
+                                f"{self.config.network.ensemble}")
+        nets = [as_window_model(get_variant(self.config.network.kind), m, len(self.channel_names_), self.window,
+                                self.config.network.center) for m in members]
+        self._net = nets[0] if len(nets) == 1 else WindowEnsemble(nets)
         self._placed = None
 
     def _self_check(self) -> None:

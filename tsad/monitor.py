@@ -43,7 +43,7 @@ from core.artifact import directory_hash
 from core.device import set_threads
 from core.errors import UserError
 from core.jobs.atomic import atomic_path, atomic_write_text
-from tsad.adapt import OnlineAdapter
+from tsad.adapt import OnlineAdapter, check_adaptable
 from tsad.batch import score_after, start_values
 from tsad.detector import WindowDetector
 from tsad.ingest import DEFAULT_DUPLICATES, SEEN, Accepted, Rejected
@@ -174,6 +174,8 @@ class Monitor:
         # honours OMP_NUM_THREADS, else leaves torch's current setting
         self.threads = set_threads(threads)
         self.detector = WindowDetector.load(model_dir, device=device)
+        if adapt:
+            check_adaptable(self.detector)
         self.model_hash = directory_hash(model_dir)
         self.input_path, self.follow, self.batch = input_path, follow, batch
         if batch < 1 or checkpoint_every < 1:

@@ -26,6 +26,7 @@ from core.jobs.manifest import (
 )
 from core.jobs.progress import track
 from core.jobs.tables import TableWriter, check_outputs_apart, expand_inputs
+from tsad.adapt import check_adaptable
 from tsad.batch import CausalScorer, ScoreOptions, ScoreState, explain_entry, score_file
 from tsad.batch_ray import score_inputs_ray
 from tsad.detector import WindowDetector
@@ -77,6 +78,8 @@ def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col
     engine.check(out)
     check_duplicates(opts.duplicates)
     det = WindowDetector.load(model_dir, device=device)
+    if opts.adapt:
+        check_adaptable(det)
     files = expand_inputs(inputs)
     check_outputs_apart([out, manifest_path_for(out), *([opts.state] if opts.state else [])], list(files))
     if opts.chunk_rows < det.window:
