@@ -10,6 +10,7 @@ value's) best seed on the tuning half, a gain larger than the seed spread.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -63,3 +64,16 @@ def run_round(protocol: str, field: str, values: list[Any], out: Path, seeds: li
     atomic_write_text(str(out), json.dumps(doc, indent=2))
     print(f"wrote {out} ({doc['seconds']:.0f} s)")
     return doc
+
+
+def main(doc: str, field: str, values: tuple[int, ...], out: Path, record_key: str) -> None:
+    """The command line of a one-setting bench: --seeds, --jobs, --out and --<record_key> (a subset
+    of the grid, to run it in parts); the first of `values` is the preset's own."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=out)
+    ap.add_argument(f"--{record_key}", default=",".join(map(str, values)), help="a subset of the grid")
+    args = ap.parse_args()
+    run_round(doc.split("Usage:")[0].strip(), field, [int(v) for v in getattr(args, record_key).split(",")],
+              args.out, [int(s) for s in args.seeds.split(",")], args.jobs, record_key, values[0])

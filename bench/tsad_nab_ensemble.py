@@ -18,25 +18,13 @@ Usage: AE_DATA_DIR=../shared/data python bench/tsad_nab_ensemble.py [--seeds 0,1
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from _nab_grid import run_round
+from _nab_grid import main
 
 OUT = Path(__file__).with_name("tsad_nab_ensemble.json")
 SIZES = (1, 3)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="a subset of the grid, to run it in parts")
-    args = ap.parse_args()
-    run_round(__doc__.split("Usage:")[0].strip(), "network.ensemble", [int(n) for n in args.sizes.split(",")],
-              args.out, [int(s) for s in args.seeds.split(",")], args.jobs, "sizes", SIZES[0])
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, "network.ensemble", SIZES, OUT, "sizes")
