@@ -2,7 +2,7 @@
 (issue 11, NAB bar; its item 7 names ensembles over seeds).
 
 Why: the nab preset's autoencoder varies by about 3 points of NAB score from seed to seed on its
-own (README, "NAB, whole corpus"), and each file's detector trains on a few hundred probation rows.
+own (bench/README.md, "NAB, whole corpus"), and each file's detector trains on a few hundred probation rows.
 Averaging the squared errors of N networks trained with seeds seed … seed+N−1 should make the score
 lean less on one training run's luck. This round was written before any ensemble was scored on NAB.
 

@@ -206,7 +206,7 @@ def nab_plateau_threshold(files: list[NabFile], profile: str | dict[str, float] 
     (a grid even in −log10(1 − t), 0 to 10 decades in steps of 0.005, then 1 and one point above every
     score). Why: the corpus score is a jagged step function of the threshold, and a threshold meant
     for other files might carry over better from a plateau than from the single best point. Used by
-    bench/tsad_nab_threshold_rule.py; `evaluate` keeps NAB's own rule (the best point), see the README."""
+    bench/tsad_nab_threshold_rule.py; `evaluate` keeps NAB's own rule (the best point), see bench/README.md."""
     prof = PROFILES[profile] if isinstance(profile, str) else profile
     top = max((float(np.max(np.nan_to_num(f.scores, nan=0.0))) for f in files if len(f.scores)), default=0.0)
     decades = np.arange(0.0, _GRID_DECADES + _GRID_STEP / 2, _GRID_STEP)

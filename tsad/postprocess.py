@@ -11,7 +11,7 @@ Both use only past rows.
 from its recent past (tsad.baselines.RollingZScore), taken row by row as the larger of the two
 before onsets. An autoencoder trained on a short normal stretch sees shapes; the level check sees
 shifts in the value's level that the error adapts to. On NAB the two together score about 8
-points above the autoencoder alone (see the README).
+points above the autoencoder alone (see bench/README.md).
 """
 
 from __future__ import annotations
