@@ -13,6 +13,12 @@ trained on its probationary 15 %. On the tuning half only, the size with the bes
 NAB score is chosen; the preset adopts it only if that median is above the single network's best
 seed on the tuning half. Record: bench/tsad_nab_ensemble.json (written after each size).
 
+A second run, after the first's results and a review that pointed out that the ensembles of seeds
+0, 1, 2 share networks ({0, 1, 2}, {1, 2, 3}, {2, 3, 4}), so their range understates the spread of
+independent ensembles: size 3 alone with seeds 0, 3, 6 (`--sizes 3 --seeds 0,3,6 --out
+bench/tsad_nab_ensemble_spaced.json`), three ensembles that share nothing. It chooses nothing; it
+reports the spread honestly beside the first run.
+
 Usage: AE_DATA_DIR=../shared/data python bench/tsad_nab_ensemble.py [--seeds 0,1,2] [--jobs 2]
 """
 

@@ -4,6 +4,7 @@ what it cannot do (online adaptation of one network among N) with a one-line err
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,24 @@ def test_the_cli_trains_an_ensemble_and_refuses_bad_sizes_and_adaptation(tmp_pat
                                  "--out", str(tmp_path / "s.csv"), "--device", "cpu", "--quiet"])
     assert scored.exit_code == 0, scored.output
     assert pd.read_csv(tmp_path / "s.csv")["score"].notna().sum() > 100
+
+
+def test_evaluate_names_an_ensemble_and_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    values = _series(500, seed=4)
+    values[430:440] += 4.0
+    frame = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=500, freq="5min"),
+                          "v0": values[:, 0], "v1": values[:, 1],
+                          "label": ((np.arange(500) >= 430) & (np.arange(500) < 440)).astype(int)})
+    frame.to_csv(tmp_path / "labelled.csv", index=False)
+    base = ["tsad", "evaluate", "--data", str(tmp_path / "labelled.csv"), "--train-rows", "300", "--window", "16",
+            "--epochs", "2", "--ensemble", "2", "--device", "cpu", "--quiet"]
+    result = runner.invoke(app, [*base, "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert doc["model"].endswith("x2") and doc["ensemble"] == 2
+
+    # refused before any network trains: --adapt adapts one network; the log benchmark picks its own detector
+    adapted = runner.invoke(app, [*base, "--adapt"])
+    assert adapted.exit_code == 2 and "--adapt adapts one network" in adapted.output
+    logs = runner.invoke(app, ["tsad", "evaluate", "--benchmark", "bgl", "--ensemble", "2", "--quiet"])
+    assert logs.exit_code == 2 and "--ensemble" in logs.output

@@ -32,13 +32,14 @@ from core.losses import BetaSchedule
 from core.objective import ReconstructionObjective
 
 if TYPE_CHECKING:
+    from tsad.config import DetectorConfig
     from tsad.detector import Scores, WindowDetector
 
 
-def check_adaptable(det: WindowDetector) -> None:
-    """Refuse, before any input is read, a detector that adaptation cannot serve."""
-    if det.config.network.ensemble > 1:
-        raise UserError(f"--adapt adapts one network; this detector averages {det.config.network.ensemble} "
+def check_adaptable(config: DetectorConfig) -> None:
+    """Refuse, before any input is read or network trained, a detector that adaptation cannot serve."""
+    if config.network.ensemble > 1:
+        raise UserError(f"--adapt adapts one network; this detector averages {config.network.ensemble} "
                         "(network.ensemble): train it without --ensemble to adapt it")
 
 
@@ -48,7 +49,7 @@ class OnlineAdapter:
     `state()` is plain JSON; `weights` (None until the first round) go to safetensors by the caller."""
 
     def __init__(self, det: WindowDetector) -> None:
-        check_adaptable(det)
+        check_adaptable(det.config)
         self.det, self.config = det, det.config.adapt
         self.rows = 0  # rows seen by this series, earlier runs included
         self.rounds = 0

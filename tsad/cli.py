@@ -398,6 +398,7 @@ def evaluate(
     Example: ae tsad evaluate --benchmark bgl --json bgl.json  (BGL_2k logs, the loglizer protocol)
     """
     from tsad import evaluate as E
+    from tsad.adapt import check_adaptable
 
     setup_logging(quiet)
     if (benchmark is None) == (data is None):
@@ -408,11 +409,18 @@ def evaluate(
     if name in LOG_BENCHMARKS:
         if adapt:
             raise UserError("--adapt applies to numeric series, not the log benchmark")
+        given = [flag for flag, value in (("--window", window), ("--epochs", epochs), ("--ensemble", ensemble))
+                 if value is not None]
+        if given:
+            raise UserError(f"{', '.join(given)}: the log benchmark chooses its detector on validation "
+                            "(bench/logs_bgl.py); these apply to numeric benchmarks")
         _evaluate_logs(name, seed, device, json_out, quiet)
         return
     config = preset(name).updated({"window": window, "training.epochs": epochs, "network.kind": _value(model),
                                    "network.ensemble": ensemble})
     config.validate()  # before any long work
+    if adapt:
+        check_adaptable(config)
     if benchmark is not None:
         result = E.run_benchmark(name, config, seed=seed, device=device, out=out, limit=limit, progress=not quiet,
                                  adapt=adapt)

@@ -120,8 +120,11 @@ class WindowEnsemble(nn.Module):
 
 def squared_errors(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(window − reconstruction)² per entry; an ensemble's is the mean of its members' errors."""
-    if isinstance(net, WindowEnsemble):
-        return torch.stack([squared_errors(member, x) for member in net.nets]).mean(dim=0)
+    if isinstance(net, WindowEnsemble):  # a running sum: one member's errors in memory at a time
+        total = squared_errors(net.nets[0], x)
+        for member in net.nets[1:]:
+            total += squared_errors(member, x)
+        return total / len(net.nets)
     return (net.reconstruct(x) - x) ** 2
 
 

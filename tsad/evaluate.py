@@ -25,6 +25,7 @@ from core.jobs.atomic import atomic_path, atomic_write_text
 from core.jobs.progress import track
 from tsad import metrics as M
 from tsad import range_metrics as RM
+from tsad.adapt import check_adaptable
 from tsad.alerting import AdaptiveAlerting
 from tsad.baselines import IsolationForestBaseline, PCABaseline, RollingZScore, WindowedGaussian
 from tsad.batch import stream_score
@@ -458,20 +459,34 @@ def run_benchmark(name: str, config: DetectorConfig, seed: int = 0, device: str 
     if name not in BENCHMARKS:
         raise UserError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
     config.validate()
+    if adapt:
+        check_adaptable(config)
     root = ensure_dataset(name)
 
     def make() -> WindowDetector:
         return WindowDetector(config, seed=seed, device=device)
 
     if name == "nab":
-        return evaluate_nab(root, make, out, limit, progress=progress, adapt=adapt)
+        return _with_ensemble(evaluate_nab(root, make, out, limit, progress=progress, adapt=adapt), config)
     pairs = skab_pairs(root, limit=limit) if name == "skab" else msl_pairs(root, limit)
-    return evaluate_split(pairs, make, name, progress=progress, out=out, adapt=adapt, split=SPLITS[name])
+    return _with_ensemble(evaluate_split(pairs, make, name, progress=progress, out=out, adapt=adapt,
+                                         split=SPLITS[name]), config)
 
 
 def evaluate_labelled_file(series: Series, train_rows: int, config: DetectorConfig, seed: int = 0,
                            device: str = "auto", adapt: bool = False) -> EvalResult:
     """A user's own labelled file: the first `train_rows` rows train, the rest is scored."""
+    if adapt:
+        check_adaptable(config)
     pair = labelled_file_pair(series, train_rows)
-    return evaluate_split([pair], lambda: WindowDetector(config, seed=seed, device=device), series.name,
-                          baselines=("rolling_zscore",), adapt=adapt, no_split="none: a single user file")
+    return _with_ensemble(evaluate_split([pair], lambda: WindowDetector(config, seed=seed, device=device),
+                                         series.name, baselines=("rolling_zscore",), adapt=adapt,
+                                         no_split="none: a single user file"), config)
+
+
+def _with_ensemble(result: EvalResult, config: DetectorConfig) -> EvalResult:
+    """Name an ensemble in the result (`model` reads e.g. "conv x3"; `ensemble` in --json)."""
+    result.extra["ensemble"] = config.network.ensemble
+    if config.network.ensemble > 1:
+        result.model = f"{result.model} x{config.network.ensemble}"
+    return result

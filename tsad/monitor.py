@@ -175,7 +175,7 @@ class Monitor:
         self.threads = set_threads(threads)
         self.detector = WindowDetector.load(model_dir, device=device)
         if adapt:
-            check_adaptable(self.detector)
+            check_adaptable(self.detector.config)
         self.model_hash = directory_hash(model_dir)
         self.input_path, self.follow, self.batch = input_path, follow, batch
         if batch < 1 or checkpoint_every < 1:

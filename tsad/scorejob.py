@@ -79,7 +79,7 @@ def score_inputs(model_dir: Path, inputs: str | list[str], out: Path, series_col
     check_duplicates(opts.duplicates)
     det = WindowDetector.load(model_dir, device=device)
     if opts.adapt:
-        check_adaptable(det)
+        check_adaptable(det.config)
     files = expand_inputs(inputs)
     check_outputs_apart([out, manifest_path_for(out), *([opts.state] if opts.state else [])], list(files))
     if opts.chunk_rows < det.window:
