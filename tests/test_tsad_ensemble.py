@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from core.bundle import ModuleBundle
-from tsad.config import DetectorConfig
+from tsad.config import DetectorConfig, from_dict, to_dict
 from tsad.detector import WindowDetector
 
 runner = CliRunner()
@@ -53,6 +53,9 @@ def test_an_ensemble_saves_and_loads_as_one_model(ensemble: WindowDetector, tmp_
     ensemble.save(tmp_path / "m")
     again = WindowDetector.load(tmp_path / "m", device="cpu")
     assert isinstance(again.module_, ModuleBundle) and len(again.module_.members) == 3
+    assert to_dict(again.config)["network"]["ensemble"] == 3
+    # one network saves its config as before ensembles existed (earlier releases refuse unknown fields)
+    assert "ensemble" not in to_dict(_config(1))["network"] and from_dict(to_dict(_config(1))) == _config(1)
     test = _series(120, seed=2)
     np.testing.assert_array_equal(again.score(test).score, ensemble.score(test).score)
     np.testing.assert_array_equal(again.score(test).is_anomaly, ensemble.score(test).is_anomaly)

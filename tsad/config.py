@@ -166,6 +166,8 @@ def to_dict(cfg: DetectorConfig) -> dict[str, Any]:
     d = dataclasses.asdict(cfg)
     for key in _TRAIN_RUNTIME:
         d["training"].pop(key, None)
+    if d["network"]["ensemble"] == 1:  # one network saves as before ensembles, so earlier releases still read it
+        del d["network"]["ensemble"]
     return _lists(d)
 
 
