@@ -398,7 +398,6 @@ def evaluate(
     Example: ae tsad evaluate --benchmark bgl --json bgl.json  (BGL_2k logs, the loglizer protocol)
     """
     from tsad import evaluate as E
-    from tsad.adapt import check_adaptable
 
     setup_logging(quiet)
     if (benchmark is None) == (data is None):
@@ -418,9 +417,8 @@ def evaluate(
         return
     config = preset(name).updated({"window": window, "training.epochs": epochs, "network.kind": _value(model),
                                    "network.ensemble": ensemble})
-    config.validate()  # before any long work
-    if adapt:
-        check_adaptable(config)
+    config.validate()  # before any long work (run_benchmark and evaluate_labelled_file refuse --adapt with
+    # an ensemble before training)
     if benchmark is not None:
         result = E.run_benchmark(name, config, seed=seed, device=device, out=out, limit=limit, progress=not quiet,
                                  adapt=adapt)
